@@ -1,0 +1,151 @@
+"""Events, control messages and event ids.
+
+An `Event` carries its data already serialised (JSON bytes, one line). Its wire
+frames (`sse`, `sse_envelope`, `ndjson`) are built on first use and cached on
+the event, so every subscriber of a process shares the same bytes: fan-out is a
+queue append, never an encoding.
+
+Event ids are `<ms>-<n>`: the publish time in Unix milliseconds and a counter
+that the backend increases on every publish, on every topic. Ids are therefore
+ordered across all topics of one backend (one Redis server, or one process on
+the memory backend), which is what lets a multi-topic stream resume from the
+single id that a browser sends back in `Last-Event-ID`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._exceptions import InvalidEventId
+
+EventId = tuple[int, int]
+"""A parsed event id: (milliseconds, counter). Ordered like the events."""
+
+_ID_RE = re.compile(r"^(\d{1,15})-(\d{1,19})$")
+
+
+def parse_id(text: str) -> EventId:
+    """Parse an event id; raise `InvalidEventId` if `text` is not one."""
+    match = _ID_RE.match(text)
+    if match is None:
+        raise InvalidEventId(f"{text[:64]!r} is not an event id (expected <milliseconds>-<counter>)")
+    return int(match[1]), int(match[2])
+
+
+def format_id(event_id: EventId) -> str:
+    return f"{event_id[0]}-{event_id[1]}"
+
+
+class Event:
+    """One published event. Immutable by convention; frames are cached on first use.
+
+    `data` is the JSON serialisation of the event's payload (one line, no CR/LF).
+    """
+
+    __slots__ = ("topic", "id", "type", "ts", "data", "_seq", "_sse", "_sse_envelope", "_ndjson")
+
+    def __init__(self, topic: str, id: str, type: str, data: bytes, ts: int | None = None) -> None:
+        self.topic = topic
+        self.id = id
+        self.type = type
+        self.data = data
+        self.ts = int(id.partition("-")[0]) if ts is None else ts
+        self._seq: EventId | None = None
+        self._sse: bytes | None = None
+        self._sse_envelope: bytes | None = None
+        self._ndjson: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"Event(topic={self.topic!r}, id={self.id!r}, type={self.type!r}, data={self.data[:40]!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (self.topic, self.id, self.type, self.data) == (other.topic, other.id, other.type, other.data)
+
+    def __hash__(self) -> int:
+        return hash((self.topic, self.id))
+
+    @property
+    def seq(self) -> EventId:
+        """The parsed id, for ordering."""
+        if self._seq is None:
+            self._seq = parse_id(self.id)
+        return self._seq
+
+    @property
+    def size(self) -> int:
+        """Bytes this event costs a queue (its data plus a fixed overhead for framing)."""
+        return len(self.data) + 64
+
+    def json(self) -> Any:
+        """The payload, deserialised."""
+        return orjson.loads(self.data)
+
+    @property
+    def sse(self) -> bytes:
+        """The SSE frame (`id:`, `event:` unless `message`, `data:`, blank line)."""
+        frame = self._sse
+        if frame is None:
+            event_line = b"" if self.type == "message" else b"event: " + self.type.encode() + b"\n"
+            frame = b"id: " + self.id.encode() + b"\n" + event_line + b"data: " + self.data + b"\n\n"
+            self._sse = frame
+        return frame
+
+    @property
+    def sse_envelope(self) -> bytes:
+        """The SSE frame of a multi-topic stream: `data:` holds the whole envelope, so the topic is known."""
+        frame = self._sse_envelope
+        if frame is None:
+            event_line = b"" if self.type == "message" else b"event: " + self.type.encode() + b"\n"
+            frame = b"id: " + self.id.encode() + b"\n" + event_line + b"data: " + self.ndjson[:-1] + b"\n\n"
+            self._sse_envelope = frame
+        return frame
+
+    @property
+    def ndjson(self) -> bytes:
+        """The NDJSON line: `{"id","topic","type","ts","data"}` and a newline."""
+        line = self._ndjson
+        if line is None:
+            # topic, type and id only hold [A-Za-z0-9._:-], so they need no JSON escaping.
+            head = f'{{"id":"{self.id}","topic":"{self.topic}","type":"{self.type}","ts":{self.ts},"data":'
+            line = head.encode() + self.data + b"}\n"
+            self._ndjson = line
+        return line
+
+    def as_dict(self) -> dict[str, Any]:
+        """The NDJSON envelope as a dict (payload deserialised)."""
+        return {"id": self.id, "topic": self.topic, "type": self.type, "ts": self.ts, "data": self.json()}
+
+
+class Control:
+    """A control message of a stream: `gap`, `reset`, `live`, `error`, `shutdown` or `heartbeat`.
+
+    It never carries `data`, so `jq 'select(.data)'` keeps only events.
+    """
+
+    __slots__ = ("kind", "fields")
+
+    def __init__(self, kind: str, fields: Mapping[str, Any] | None = None) -> None:
+        self.kind = kind
+        self.fields = dict(fields or {})
+
+    def __repr__(self) -> str:
+        return f"Control({self.kind!r}, {self.fields!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Control):
+            return NotImplemented
+        return (self.kind, self.fields) == (other.kind, other.fields)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"control": self.kind, **self.fields}
+
+    def json(self) -> bytes:
+        return orjson.dumps(self.as_dict())

@@ -1,0 +1,52 @@
+"""The Lua script that publishes on Redis: history append and PUBLISH in one atomic step.
+
+KEYS: 1 state hash (ms, n), 2 the topic's stream, 3 the topic's trim mark, 4 the topics zset.
+ARGV: 1 channel, 2 history size, 3 history ttl in ms, 4 topic, then (type, data) pairs.
+Returns {ms, n}: the events got ids `ms-(n+1)` ... `ms-(n+count)`.
+
+Ids are `<ms>-<n>`: `ms` never goes backwards (the state hash remembers the
+last one) and `n` is one counter for every topic, so ids order events across
+topics in the order Redis executed them. Trimming is exact, and the id of the
+newest event cut is kept in the trim mark, so a reader can tell whether a
+resume point lost events (`reset`) or not.
+"""
+
+from __future__ import annotations
+
+PUBLISH_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('HGET', KEYS[1], 'ms') or '0')
+if last > now then now = last end
+local count = (#ARGV - 4) / 2
+local n = redis.call('HINCRBY', KEYS[1], 'n', count) - count
+redis.call('HSET', KEYS[1], 'ms', now)
+local ms = string.format('%d', now)
+for i = 0, count - 1 do
+  local id = ms .. '-' .. string.format('%d', n + i + 1)
+  local typ = ARGV[5 + 2 * i]
+  local data = ARGV[6 + 2 * i]
+  redis.call('XADD', KEYS[2], id, 't', typ, 'd', data)
+  redis.call('PUBLISH', ARGV[1], id .. ' ' .. typ .. ' ' .. data)
+end
+local maxlen = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local len = redis.call('XLEN', KEYS[2])
+if len > maxlen then
+  local cut = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', len - maxlen)
+  redis.call('SET', KEYS[3], cut[#cut][1])
+  redis.call('XTRIM', KEYS[2], 'MAXLEN', maxlen)
+end
+local minid = string.format('%d', now - ttl) .. '-0'
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if first[1] and tonumber(string.match(first[1][1], '^(%d+)')) < now - ttl then
+  local old = redis.call('XREVRANGE', KEYS[2], '(' .. minid, '-', 'COUNT', 1)
+  if old[1] then redis.call('SET', KEYS[3], old[1][1]) end
+  redis.call('XTRIM', KEYS[2], 'MINID', minid)
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ttl) end
+redis.call('ZADD', KEYS[4], now, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - ttl)
+return {now, n}
+"""

@@ -1,0 +1,396 @@
+"""RedisBackend: Redis pub/sub between processes, a Redis stream per topic for history.
+
+One process holds two connections, whatever the number of its clients and topics:
+a client for commands (publish, history) and one `PubSub` connection that carries
+every topic and pattern the process serves. The hub reads that connection through
+`messages()`, with `get_message(timeout=...)` (not `listen()`, which returns when
+nothing is subscribed).
+
+Deliberate divergence from redis-py's own recovery: both connections are made
+with no automatic retries. A publish while Redis is down fails at once
+(`BackendUnavailable`, which the HTTP layer answers with 503 + Retry-After) instead
+of hanging in hidden retries, and the reader reconnects by itself with jittered
+backoff, subscribes again, and replays from the topic streams what was published
+while it was away, so subscribers stay connected and lose nothing that Redis kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from typing import Any, Self
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeoutError
+
+from .._event import Control, Event, EventId, format_id, parse_id
+from .._exceptions import BackendClosed, BackendError, BackendUnavailable
+from .._topics import is_pattern, pattern_regex
+from ._redis_scripts import PUBLISH_SCRIPT
+from .base import BackendMessage, HistoryPage, TopicInfo
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SOCKET_TIMEOUT_S = 5.0
+DEFAULT_READ_TIMEOUT_S = 1.0
+DEFAULT_SUBSCRIBE_TIMEOUT_S = 5.0
+DEFAULT_BACKOFF_MIN_S = 0.05
+DEFAULT_BACKOFF_MAX_S = 2.0
+_CATCH_UP_PAGE = 1000
+
+
+@contextlib.contextmanager
+def _map_redis_errors() -> Iterator[None]:
+    """Translate redis-py errors into ours; the only place that knows redis-py's error tree."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise BackendUnavailable(f"Redis is unreachable: {exc}") from exc
+    except RedisError as exc:
+        raise BackendError(f"Redis error: {exc}") from exc
+
+
+class RedisBackend:
+    """Pub/sub through Redis, history in Redis streams. Use as an async context manager."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "broadcaster:",
+        history_size: int = 1000,
+        history_ttl_s: float = 3600.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.history_size = history_size
+        self.history_ttl_ms = int(history_ttl_s * 1000)
+        # redis-py's return types are unions of every RESP shape; we know ours, so Any.
+        self._client: Any = None
+        self._script: Any = None
+        self._pubsub: Any = None
+        self._keys: set[str] = set()
+        self._pending: dict[str, list[asyncio.Future[None]]] = {}
+        self._last_seen: EventId | None = None
+        self._caught_up: dict[str, EventId] = {}
+        self._last_message: tuple[bytes, bytes, Event] | None = None
+        self._connected = asyncio.Event()
+        self._closed = False
+        self._opened = False
+        self.available = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _new_client(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            self.url,
+            retry=Retry(NoBackoff(), 0),
+            socket_timeout=DEFAULT_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=DEFAULT_SOCKET_TIMEOUT_S,
+            health_check_interval=0,
+        )
+
+    async def __aenter__(self) -> Self:
+        if self._opened:
+            raise BackendClosed("a RedisBackend cannot be opened twice")
+        self._opened = True
+        self._client = self._new_client()
+        self._script = self._client.register_script(PUBLISH_SCRIPT)
+        try:
+            await self.ping()
+        except BackendUnavailable as exc:
+            logger.warning("Redis is not reachable yet, will keep trying: %s", exc, extra={"url": self._safe_url})
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._connected.set()
+        pubsub, self._pubsub = self._pubsub, None
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                if pubsub is not None:
+                    await pubsub.aclose()
+                if self._client is not None:
+                    await self._client.aclose()
+
+    @property
+    def _safe_url(self) -> str:
+        head, _, tail = self.url.rpartition("@")
+        return f"{head.split('://')[0]}://***@{tail}" if head else self.url
+
+    def _check_open(self) -> Any:
+        if self._closed or self._client is None:
+            raise BackendClosed("the backend is closed")
+        return self._client
+
+    async def ping(self) -> None:
+        client = self._check_open()
+        with _map_redis_errors():
+            await client.ping()
+        self.available = True
+
+    # -- publishing and history ------------------------------------------------------------
+
+    def _stream_key(self, topic: str) -> str:
+        return f"{self.prefix}stream:{topic}"
+
+    async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[Event]:
+        self._check_open()
+        keys = [self.prefix + "state", self._stream_key(topic), f"{self.prefix}trimmed:{topic}", self.prefix + "topics"]
+        args: list[Any] = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic]
+        for event_type, data in items:
+            args.append(event_type)
+            args.append(data)
+        try:
+            with _map_redis_errors():
+                ms, n = await self._script(keys=keys, args=args)
+        except BackendUnavailable:
+            self.available = False
+            raise
+        self.available = True
+        ms = int(ms)
+        n = int(n)
+        return [Event(topic, f"{ms}-{n + i + 1}", t, d, ms) for i, (t, d) in enumerate(items)]
+
+    def _expired_before(self) -> EventId:
+        return (time.time_ns() // 1_000_000 - self.history_ttl_ms, 0)
+
+    def _to_events(self, topic: str, entries: list[Any]) -> list[Event]:
+        events = []
+        for raw_id, fields in entries:
+            fields = dict(zip(fields[::2], fields[1::2], strict=True)) if isinstance(fields, list) else fields
+            events.append(Event(topic, raw_id.decode(), fields[b"t"].decode(), fields[b"d"]))
+        return events
+
+    def _apply_ttl(self, events: list[Event], trimmed: EventId | None) -> tuple[list[Event], EventId | None]:
+        """Events of an idle topic can outlive the ttl until its next publish; readers drop them."""
+        horizon = self._expired_before()
+        while events and events[0].seq < horizon:
+            trimmed = events.pop(0).seq
+        return events, trimmed
+
+    async def history(self, topic: str, *, after: EventId | None, limit: int) -> HistoryPage:
+        client = self._check_open()
+        start = "-" if after is None else "(" + format_id(after)
+        with _map_redis_errors():
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xrange(self._stream_key(topic), start, "+", count=limit)
+                pipe.get(f"{self.prefix}trimmed:{topic}")
+                entries, mark = await pipe.execute()
+        trimmed = parse_id(mark.decode()) if mark else None
+        events, trimmed = self._apply_ttl(self._to_events(topic, entries), trimmed)
+        return HistoryPage(events, trimmed)
+
+    async def tail(self, topic: str, count: int) -> list[Event]:
+        client = self._check_open()
+        if count <= 0:
+            return []
+        with _map_redis_errors():
+            entries = await client.xrevrange(self._stream_key(topic), "+", "-", count=count)
+        events = self._to_events(topic, list(reversed(entries)))
+        return self._apply_ttl(events, None)[0]
+
+    async def topics(self, pattern: str = "*") -> list[TopicInfo]:
+        client = self._check_open()
+        rx = pattern_regex(pattern)
+        with _map_redis_errors():
+            names = await client.zrangebyscore(self.prefix + "topics", self._expired_before()[0], "+inf")
+            topics = sorted(n.decode() for n in names if rx.match(n.decode()))
+            async with client.pipeline(transaction=False) as pipe:
+                for topic in topics:
+                    pipe.xinfo_stream(self._stream_key(topic))
+                infos = await pipe.execute(raise_on_error=False)
+        result = []
+        for topic, info in zip(topics, infos, strict=True):
+            if isinstance(info, dict) and info.get("length"):
+                last = info.get("last-generated-id")
+                result.append(TopicInfo(topic, int(info["length"]), last.decode() if last else None))
+        return result
+
+    # -- subscribing -----------------------------------------------------------------------
+
+    def _channel(self, key: str) -> str:
+        return self.prefix + key
+
+    async def subscribe(self, keys: Collection[str]) -> None:
+        self._check_open()
+        new = [k for k in keys if k not in self._keys]
+        self._keys.update(new)
+        pubsub = self._pubsub
+        if not new or pubsub is None or not self._connected.is_set():
+            return  # the reader subscribes everything in self._keys when it (re)connects
+        loop = asyncio.get_running_loop()
+        waiters = []
+        for key in new:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._pending.setdefault(self._channel(key), []).append(fut)
+            waiters.append(fut)
+        try:
+            await self._send_subscribe(pubsub, new)
+            async with asyncio.timeout(DEFAULT_SUBSCRIBE_TIMEOUT_S):
+                await asyncio.gather(*waiters)
+        except (TimeoutError, RedisError, OSError, BackendUnavailable) as exc:
+            # The reader is reconnecting (or will): it subscribes every key in self._keys again.
+            logger.warning("subscribe not confirmed, the reader will retry: %s", exc)
+
+    async def _send_subscribe(self, pubsub: Any, keys: Collection[str]) -> None:
+        channels = [self._channel(k) for k in keys if not is_pattern(k)]
+        patterns = [self._channel(k) for k in keys if is_pattern(k)]
+        with _map_redis_errors():
+            if channels:
+                await pubsub.subscribe(*channels)
+            if patterns:
+                await pubsub.psubscribe(*patterns)
+
+    async def unsubscribe(self, keys: Collection[str]) -> None:
+        gone = [k for k in keys if k in self._keys]
+        self._keys.difference_update(gone)
+        pubsub = self._pubsub
+        if not gone or pubsub is None or not self._connected.is_set():
+            return
+        channels = [self._channel(k) for k in gone if not is_pattern(k)]
+        patterns = [self._channel(k) for k in gone if is_pattern(k)]
+        try:
+            with _map_redis_errors():
+                if channels:
+                    await pubsub.unsubscribe(*channels)
+                if patterns:
+                    await pubsub.punsubscribe(*patterns)
+        except BackendError as exc:
+            logger.warning("unsubscribe failed (the reader reconnects without these keys): %s", exc)
+
+    # -- the reader ------------------------------------------------------------------------
+
+    async def messages(self) -> AsyncIterator[BackendMessage]:
+        backoff = DEFAULT_BACKOFF_MIN_S
+        while not self._closed:
+            try:
+                pubsub = await self._connect_pubsub()
+                backoff = DEFAULT_BACKOFF_MIN_S
+                for message in await self._catch_up():
+                    yield message
+                async for message in self._read(pubsub):
+                    yield message
+            except (RedisError, OSError, BackendError) as exc:
+                if self._closed:
+                    break
+                self._connected.clear()
+                self.available = False
+                for futures in self._pending.values():
+                    for fut in futures:
+                        if not fut.done():
+                            fut.set_exception(BackendUnavailable(str(exc)))
+                self._pending.clear()
+                old, self._pubsub = self._pubsub, None
+                if old is not None:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(1):
+                            await old.aclose()
+                delay = backoff * random.uniform(0.8, 1.2)  # jitter: processes must not return in lockstep
+                logger.warning("Redis pub/sub connection lost, reconnecting in %.2fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, DEFAULT_BACKOFF_MAX_S)
+
+    async def _connect_pubsub(self) -> Any:
+        client = self._check_open()
+        pubsub = client.pubsub()
+        # An internal channel keeps the connection subscribed (get_message needs one) and proves it works.
+        with _map_redis_errors():
+            await pubsub.subscribe(self.prefix + "-")
+        self._pubsub = pubsub
+        if self._keys:
+            await self._send_subscribe(pubsub, list(self._keys))
+        with _map_redis_errors():
+            # Drain confirmations up to the internal channel's own, so the keys above are in effect.
+            expected = 1 + len(self._keys)
+            async with asyncio.timeout(DEFAULT_SUBSCRIBE_TIMEOUT_S):
+                while expected:
+                    message = await pubsub.get_message(timeout=DEFAULT_READ_TIMEOUT_S)
+                    if message is not None and message["type"] in ("subscribe", "psubscribe"):
+                        expected -= 1
+                        self._resolve(message["channel"])
+        self._connected.set()
+        self.available = True
+        return pubsub
+
+    async def _catch_up(self) -> list[BackendMessage]:
+        """After a reconnect: what was published on our keys while the reader was away."""
+        since = self._last_seen
+        if since is None:
+            return []
+        messages: list[BackendMessage] = []
+        topics = {k for k in self._keys if not is_pattern(k)}
+        patterns = [k for k in self._keys if is_pattern(k)]
+        if patterns:
+            for info in await self.topics("*"):
+                if any(pattern_regex(p).match(info.topic) for p in patterns):
+                    topics.add(info.topic)
+        for topic in sorted(topics):
+            page = await self.history(topic, after=since, limit=_CATCH_UP_PAGE)
+            keys = [k for k in self._keys if k == topic or (is_pattern(k) and pattern_regex(k).match(topic))]
+            if page.trimmed is not None and page.trimmed > since:
+                gap = Control("gap", {"reason": "events were trimmed from history while Redis was unreachable"})
+                messages.extend(BackendMessage(key, gap) for key in keys)
+            for event in page.events:
+                messages.extend(BackendMessage(key, event) for key in keys)
+                self._caught_up[topic] = event.seq
+        messages.sort(key=lambda m: m.event.seq if isinstance(m.event, Event) else (0, 0))
+        return messages
+
+    def _resolve(self, channel: bytes | str) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        for fut in self._pending.pop(name, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _read(self, pubsub: Any) -> AsyncIterator[BackendMessage]:
+        skip = len(self.prefix)
+        while not self._closed:
+            with _map_redis_errors():
+                message = await pubsub.get_message(timeout=DEFAULT_READ_TIMEOUT_S)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "message":
+                key_raw = message["channel"]
+            elif kind == "pmessage":
+                key_raw = message["pattern"]
+            else:
+                if kind in ("subscribe", "psubscribe"):
+                    self._resolve(message["channel"])
+                continue
+            event = self._decode(message["channel"], message["data"])
+            if event is None:
+                continue
+            yield BackendMessage(key_raw[skip:].decode(), event)
+
+    def _decode(self, channel: bytes, payload: bytes) -> Event | None:
+        last = self._last_message
+        if last is not None and last[0] == channel and last[1] == payload:
+            return last[2]  # the same publish through a topic and a pattern: one Event object
+        head, _, data = payload.partition(b" ")
+        event_type, _, data = data.partition(b" ")
+        topic = channel[len(self.prefix) :].decode()
+        event = Event(topic, head.decode(), event_type.decode(), data)
+        seq = event.seq
+        if self._caught_up:
+            done = self._caught_up.get(topic)
+            if done is not None:
+                if seq <= done:
+                    return None  # already replayed by the catch-up after a reconnect
+                del self._caught_up[topic]
+        if self._last_seen is None or seq > self._last_seen:
+            self._last_seen = seq
+        self._last_message = (channel, payload, event)
+        return event

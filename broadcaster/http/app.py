@@ -1,0 +1,49 @@
+"""create_app: the FastAPI application and its one lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from .. import __version__
+from .._config import Settings
+from .._hub import Hub
+from .errors import install_error_handlers
+from .routes import router
+from .streaming import StreamMonitor
+
+DESCRIPTION = """
+Publish events on named topics; subscribe to them live as Server-Sent Events or NDJSON.
+See the README for the wire formats, resume (`Last-Event-ID`) and backpressure rules.
+"""
+
+#: Hubs of the apps running in this process; `http.server.Server` ends their streams on shutdown.
+LIVE_HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()
+
+
+def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
+    """The application. With `hub`, the caller owns the hub's lifetime (tests); else the lifespan does.
+
+    `settings` default to `Settings.from_env()`.
+    """
+    settings = settings or Settings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            app.state.hub = hub if hub is not None else await stack.enter_async_context(Hub(settings=settings))
+            LIVE_HUBS.add(app.state.hub)
+            stack.callback(LIVE_HUBS.discard, app.state.hub)
+            app.state.monitor = await stack.enter_async_context(
+                StreamMonitor(heartbeat_s=settings.heartbeat_s, send_timeout_s=settings.send_timeout_s)
+            )
+            yield
+
+    app = FastAPI(title="Broadcaster", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

@@ -1,0 +1,130 @@
+"""The JSON error shape and the one place that maps exceptions to HTTP statuses.
+
+Every error answer is `{"error": {"code": ..., "message": ...}}`. A client's
+mistake is a 4xx naming what was wrong; an unreachable backend is 503 with
+`Retry-After`; anything else is a 500 without details (and a log line).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .._exceptions import (
+    BackendUnavailable,
+    ConfigError,
+    EventTooLarge,
+    HubClosed,
+    InvalidEventId,
+    InvalidEventType,
+    InvalidTopic,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 2
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_parameter",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ClientError(Exception):
+    """A client's mistake, answered with `status` and a JSON error naming it."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def unavailable(message: str) -> JSONResponse:
+    return error_response(503, "backend_unavailable", message, {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = [str(p) for p in error.get("loc", ()) if p not in ("query", "path", "header", "body")]
+        name = ".".join(location) or "request"
+        got = error.get("input")
+        shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        parts.append(f"{name}: {error.get('msg', 'invalid')}{shown}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into the JSON error shape."""
+
+    async def client_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ClientError)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(422, "invalid_parameter", _describe_validation(exc))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, str(exc.detail), headers)
+
+    async def broadcaster_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, InvalidTopic):
+            return error_response(422, "invalid_topic", str(exc))
+        if isinstance(exc, InvalidEventType):
+            return error_response(422, "invalid_type", str(exc))
+        if isinstance(exc, InvalidEventId):
+            return error_response(400, "invalid_event_id", str(exc))
+        if isinstance(exc, EventTooLarge):
+            return error_response(413, "payload_too_large", str(exc))
+        if isinstance(exc, BackendUnavailable):
+            return unavailable(f"the backend is unreachable, retry shortly: {exc}")
+        if isinstance(exc, HubClosed):
+            return error_response(503, "shutting_down", "the server is stopping", {"Retry-After": str(RETRY_AFTER_S)})
+        if isinstance(exc, ConfigError | ValueError):
+            return error_response(400, "bad_request", str(exc))
+        return await internal_error(request, exc)
+
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "internal server error")
+
+    handlers: dict[Any, Any] = {
+        ClientError: client_error,
+        RequestValidationError: validation_error,
+        StarletteHTTPException: http_error,
+        InvalidTopic: broadcaster_error,
+        InvalidEventType: broadcaster_error,
+        InvalidEventId: broadcaster_error,
+        EventTooLarge: broadcaster_error,
+        BackendUnavailable: broadcaster_error,
+        HubClosed: broadcaster_error,
+        Exception: internal_error,
+    }
+    for exc_type, handler in handlers.items():
+        app.add_exception_handler(exc_type, handler)

@@ -1,0 +1,324 @@
+"""HTTP handlers: validate, take the hub from app state, return a response. No loops, no queues."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from .. import __version__
+from .._config import Settings
+from .._event import Control, EventId, parse_id
+from .._exceptions import BackendError, BackendUnavailable, HubClosed
+from .._hub import Hub
+from .._replay import Replay
+from .._topics import DEFAULT_EVENT_TYPE, validate_selector, validate_topic, validate_type
+from .._types import OverflowPolicy, StreamFormat
+from .body import media_type, read_json_event
+from .encoders import Encoder, NDJSONEncoder, SSEEncoder
+from .errors import ClientError, error_response, unavailable
+from .ingest import ingest
+from .metrics import render_metrics
+from .streaming import EventStream, StreamMonitor
+
+router = APIRouter()
+
+NDJSON = NDJSONEncoder()
+SSE = SSEEncoder()
+SSE_ENVELOPE = SSEEncoder(envelope=True)
+HISTORY_PAGE = 1000
+
+_PUBLISH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {}, "example": {"temp": 21.5}},
+            "application/x-ndjson": {"schema": {"type": "string"}, "example": '{"temp": 21.5}\n{"temp": 21.7}\n'},
+            "text/plain": {"schema": {"type": "string"}, "example": "one event per line\n"},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+        },
+    }
+}
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.post(
+    "/topics/{topic}/events",
+    status_code=201,
+    summary="Publish events",
+    openapi_extra=_PUBLISH_BODY,
+    responses={201: {"description": "Published: `{id, topic, ts}`"}, 200: {"description": "Streamed ingest report"}},
+)
+async def publish(
+    request: Request,
+    topic: str,
+    type: Annotated[str, Query(description="event type (the SSE event name)")] = DEFAULT_EVENT_TYPE,
+) -> Response:
+    """Publish one JSON event, or a stream of NDJSON / text lines, or an NDJSON backlog upload."""
+    validate_topic(topic)
+    if type != DEFAULT_EVENT_TYPE:
+        validate_type(type)
+    hub = _hub(request)
+    kind = media_type(request)
+    if kind in ("", "application/json"):
+        data = await read_json_event(request, _settings(request).max_event_bytes)
+        event = await hub.publish(topic, data, type)
+        return JSONResponse({"id": event.id, "topic": event.topic, "ts": event.ts}, status_code=201)
+    return await ingest(request, hub, topic, type, kind)
+
+
+def _choose_encoder(request: Request, fmt: str | None, multi: bool) -> Encoder:
+    if fmt is None:
+        wants_sse = "text/event-stream" in request.headers.get("accept", "")
+        fmt = StreamFormat.SSE if wants_sse else StreamFormat.NDJSON
+    try:
+        chosen = StreamFormat(fmt)
+    except ValueError:
+        raise ClientError(422, "invalid_parameter", f"format must be sse or ndjson, got {fmt!r}") from None
+    if chosen is StreamFormat.SSE:
+        return SSE_ENVELOPE if multi else SSE
+    return NDJSON
+
+
+def _bounded(name: str, value: int | None, low: int, high: int) -> int | None:
+    if value is not None and not low <= value <= high:
+        raise ClientError(422, "invalid_parameter", f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+async def _open_stream(
+    request: Request,
+    selectors: list[str],
+    *,
+    multi: bool,
+    fmt: str | None,
+    queue: int | None,
+    overflow: str | None,
+    last_event_id: str | None,
+    tail: int | None,
+    max_events: int | None,
+    max_duration: float | None,
+) -> Response:
+    settings = _settings(request)
+    hub = _hub(request)
+    if not selectors:
+        raise ClientError(422, "invalid_parameter", "name at least one topic: /events?topic=A&topic=B")
+    if len(selectors) > settings.max_topics_per_stream:
+        raise ClientError(
+            422, "invalid_parameter", f"a stream may name at most {settings.max_topics_per_stream} topics"
+        )
+    for selector in selectors:
+        validate_selector(selector)
+    encoder = _choose_encoder(request, fmt, multi)
+    _bounded("queue", queue, 1, settings.max_queue_size)
+    _bounded("tail", tail, 0, settings.history_size)
+    _bounded("max_events", max_events, 1, 10**9)
+    if max_duration is not None and not 0 < max_duration <= 86_400:
+        raise ClientError(422, "invalid_parameter", f"max_duration must be in (0, 86400] seconds, got {max_duration}")
+    policy = None
+    if overflow is not None:
+        try:
+            policy = OverflowPolicy(overflow)
+        except ValueError:
+            allowed = ", ".join(p.value for p in OverflowPolicy)
+            message = f"overflow must be one of {allowed}, got {overflow!r}"
+            raise ClientError(422, "invalid_parameter", message) from None
+    after: EventId | None = parse_id(last_event_id) if last_event_id else None
+    sub = await hub.subscribe(selectors, queue_size=queue, overflow=policy)
+    replay = None
+    try:
+        if after is not None or tail is not None:
+            replay = Replay(hub, selectors, after=after, tail=None if after is not None else tail)
+            await replay.prepare()
+    except BaseException:
+        sub.close()
+        raise
+    return EventStream(
+        sub,
+        encoder,
+        request.app.state.monitor,
+        replay=replay,
+        retry_ms=int(settings.retry_ms * random.uniform(1.0, 1.5)),
+        max_events=max_events,
+        max_duration=max_duration,
+    )
+
+
+_FORMAT = Query(description="sse or ndjson; default: sse if Accept names text/event-stream, else ndjson")
+_QUEUE = Query(description="this subscriber's queue length (events), up to the server's max_queue_size")
+_OVERFLOW = Query(description="disconnect (default), drop-oldest or drop-newest")
+_LAST_ID = Query(description="resume after this event id (same as the Last-Event-ID header)")
+_TAIL = Query(description="start with the last N retained events, then live")
+_MAX_EVENTS = Query(description="end the stream after this many events")
+_MAX_DURATION = Query(description="end the stream after this many seconds")
+_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An endless stream of events",
+        "content": {"text/event-stream": {}, "application/x-ndjson": {}},
+    }
+}
+
+
+@router.get("/topics/{topic}/events", summary="Subscribe to a topic", responses=_STREAM_RESPONSES)
+async def subscribe_topic(
+    request: Request,
+    topic: str,
+    format: Annotated[str | None, _FORMAT] = None,
+    queue: Annotated[int | None, _QUEUE] = None,
+    overflow: Annotated[str | None, _OVERFLOW] = None,
+    last_event_id: Annotated[str | None, _LAST_ID] = None,
+    tail: Annotated[int | None, _TAIL] = None,
+    max_events: Annotated[int | None, _MAX_EVENTS] = None,
+    max_duration: Annotated[float | None, _MAX_DURATION] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    """Stream a topic's events as SSE or NDJSON, live, optionally resuming or starting with a tail."""
+    return await _open_stream(
+        request,
+        [validate_topic(topic)],
+        multi=False,
+        fmt=format,
+        queue=queue,
+        overflow=overflow,
+        last_event_id=last_event_id_header or last_event_id,
+        tail=tail,
+        max_events=max_events,
+        max_duration=max_duration,
+    )
+
+
+@router.get("/events", summary="Subscribe to several topics and patterns", responses=_STREAM_RESPONSES)
+async def subscribe_many(
+    request: Request,
+    topic: Annotated[list[str], Query(description="a topic or a pattern with *; repeat for more")] = [],  # noqa: B006
+    format: Annotated[str | None, _FORMAT] = None,
+    queue: Annotated[int | None, _QUEUE] = None,
+    overflow: Annotated[str | None, _OVERFLOW] = None,
+    last_event_id: Annotated[str | None, _LAST_ID] = None,
+    tail: Annotated[int | None, _TAIL] = None,
+    max_events: Annotated[int | None, _MAX_EVENTS] = None,
+    max_duration: Annotated[float | None, _MAX_DURATION] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    """One stream of several topics; SSE `data:` carries the whole event object, topic included."""
+    return await _open_stream(
+        request,
+        list(dict.fromkeys(topic)),
+        multi=True,
+        fmt=format,
+        queue=queue,
+        overflow=overflow,
+        last_event_id=last_event_id_header or last_event_id,
+        tail=tail,
+        max_events=max_events,
+        max_duration=max_duration,
+    )
+
+
+@router.get(
+    "/topics/{topic}/history",
+    summary="Download retained events",
+    responses={200: {"content": {"application/x-ndjson": {}}, "description": "NDJSON, one event per line"}},
+)
+async def history(
+    request: Request,
+    topic: str,
+    after: Annotated[str | None, Query(description="only events after this id")] = None,
+    limit: Annotated[int | None, Query(description="at most this many events")] = None,
+) -> Response:
+    """The retained events as an NDJSON download, streamed page by page."""
+    hub = _hub(request)
+    validate_topic(topic)
+    cursor = parse_id(after) if after else None
+    _bounded("limit", limit, 1, 10**9)
+    first = await hub.history(topic, after=cursor, limit=min(HISTORY_PAGE, limit or HISTORY_PAGE))
+    reset = cursor is not None and first.trimmed is not None and first.trimmed > cursor
+
+    async def body() -> AsyncIterator[bytes]:
+        remaining = limit
+        page = first
+        if reset:
+            trimmed = {"reason": "events after `after` were trimmed", "last_event_id": after}
+            yield NDJSON.control(Control("reset", trimmed))
+        while True:
+            events = page.events if remaining is None else page.events[:remaining]
+            if events:
+                yield b"".join([e.ndjson for e in events])
+            if remaining is not None:
+                remaining -= len(events)
+            if len(page.events) < HISTORY_PAGE or remaining == 0 or not events:
+                return
+            try:
+                size = min(HISTORY_PAGE, remaining or HISTORY_PAGE)
+                page = await hub.history(topic, after=events[-1].seq, limit=size)
+            except BackendError as exc:
+                yield NDJSON.control(Control("error", {"reason": f"backend error: {exc}"}))
+                return
+
+    headers = {"Content-Disposition": f'attachment; filename="{topic}.ndjson"', "Cache-Control": "no-store"}
+    return StreamingResponse(body(), media_type="application/x-ndjson", headers=headers)
+
+
+@router.get("/topics", summary="Active topics")
+async def topics(request: Request) -> JSONResponse:
+    """Topics this process serves or saw, with local subscriber counts, events/s and retained counts."""
+    stats = await _hub(request).topic_stats()
+    return JSONResponse(
+        {
+            "topics": [
+                {
+                    "topic": s.topic,
+                    "subscribers": s.subscribers,
+                    "events": s.events,
+                    "events_per_s": s.rate,
+                    "retained": s.retained,
+                    "last_id": s.last_id,
+                }
+                for s in stats
+            ]
+        }
+    )
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz(request: Request) -> JSONResponse:
+    """200 while the process and its event pump live; 503 after a fault."""
+    hub = _hub(request)
+    if not hub.healthy:
+        return error_response(503, "unhealthy", hub.failure or "unhealthy")
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+@router.get("/readyz", summary="Readiness")
+async def readyz(request: Request) -> JSONResponse:
+    """200 when the backend answers; 503 with Retry-After otherwise."""
+    hub = _hub(request)
+    try:
+        await hub.ping()
+    except BackendUnavailable as exc:
+        return unavailable(str(exc))
+    except HubClosed:
+        return error_response(503, "shutting_down", "the server is stopping", {"Retry-After": "2"})
+    backend = "memory" if _settings(request).redis_url is None else "redis"
+    return JSONResponse({"status": "ready", "backend": backend})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> PlainTextResponse:
+    monitor: StreamMonitor = request.app.state.monitor
+    text = render_metrics(_hub(request), monitor)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -1,0 +1,71 @@
+"""Running the app under uvicorn, with shutdown owned rather than patched.
+
+uvicorn, on SIGTERM, stops accepting, then waits for open connections to finish,
+and only then runs the lifespan's shutdown. Endless streams would keep it
+waiting until its graceful timeout. `Server` overrides `shutdown()` to end every
+stream first (each gets a `shutdown` control message with a jittered reconnect
+hint), so connections finish at once and the lifespan can close the hub.
+
+`expose_transport` hands a stream its connection's transport (uvicorn only), so
+that a socket stuck for `send_timeout_s` can be closed without cancelling the
+request task, which uvicorn would report as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .._config import Settings
+from .app import LIVE_HUBS, create_app
+from .streaming import TRANSPORT_SCOPE_KEY
+
+logger = logging.getLogger(__name__)
+
+
+class expose_transport:
+    """ASGI wrapper: put uvicorn's transport for the connection into the scope."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:
+                scope[TRANSPORT_SCOPE_KEY] = transport
+        await self.app(scope, receive, send)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, ending every stream when shutdown starts."""
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        for hub in list(LIVE_HUBS):
+            hub.end_streams(hub.shutdown_message)
+        await super().shutdown(sockets)
+
+
+def create_server_app() -> ASGIApp:
+    """The factory uvicorn imports (also in worker processes): settings from the environment."""
+    return expose_transport(create_app(Settings.from_env()))
+
+
+def make_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
+        "factory": True,
+    }
+    options.update(overrides)
+    return uvicorn.Config("broadcaster.http.server:create_server_app", **options)

@@ -1,0 +1,260 @@
+"""The stream response: one writer loop per client, one monitor per process.
+
+`EventStream` is an ASGI response whose single loop sleeps on the subscription,
+drains everything queued, and writes it as one chunk. One loop writes, so no
+send lock is needed. A small task per stream waits for the client's
+`http.disconnect` and ends the subscription at once.
+
+Per-stream timers would cost one timer handle per write; instead one
+`StreamMonitor` task per process wakes every fraction of a second and, for
+each stream: asks for a keepalive if it wrote nothing for `heartbeat_s`, ends
+it at its `max_duration`, and aborts it if one write has been stuck for
+`send_timeout_s` (a socket that accepts nothing). The race between these
+endings is drawn in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Self
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .._event import Control, Event, EventId
+from .._exceptions import BackendError
+from .._replay import Replay
+from .._subscription import Item, Subscription
+from .encoders import Encoder
+
+logger = logging.getLogger(__name__)
+
+#: Scope key under which `expose_transport` puts the connection's transport (uvicorn only).
+TRANSPORT_SCOPE_KEY = "broadcaster.transport"
+
+
+class EventStream(Response):
+    """An endless streaming response fed by a `Subscription`; ends on disconnect, eviction or shutdown."""
+
+    def __init__(
+        self,
+        sub: Subscription,
+        encoder: Encoder,
+        monitor: StreamMonitor,
+        *,
+        replay: Replay | None = None,
+        retry_ms: int = 0,
+        max_events: int | None = None,
+        max_duration: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.sub = sub
+        self.encoder = encoder
+        self.monitor = monitor
+        self.replay = replay
+        self.retry_ms = retry_ms
+        self.max_events = max_events
+        self.max_duration = max_duration
+        self.status_code = 200
+        self.background = None
+        self.media_type = encoder.media_type
+        stream_headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        stream_headers.update(headers or {})
+        self.init_headers(stream_headers)
+        self.heartbeat_due = False
+        self.last_write = 0.0
+        self.sending_since = 0.0
+        self.deadline = 0.0
+        self.disconnected = False
+        self.aborted = False
+        self._task: asyncio.Task[Any] | None = None
+        self._transport: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._transport = scope.get(TRANSPORT_SCOPE_KEY)
+        self.last_write = loop.time()
+        if self.max_duration is not None:
+            self.deadline = self.last_write + self.max_duration
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        watcher = loop.create_task(self._watch(receive))
+        self.monitor.add(self)
+        try:
+            await self._run(send)
+        except asyncio.CancelledError:
+            # The monitor's fallback abort (no transport to close) cancels this task;
+            # like asyncio.timeout, swallow only a cancellation that is ours alone.
+            if self.aborted and self._task is not None and self._task.uncancel() == 0:
+                return
+            raise
+        finally:
+            watcher.cancel()
+            self.monitor.discard(self)
+            self.sub.close()
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                self.sub.close()
+                return
+
+    async def _write(self, send: Send, chunk: bytes) -> None:
+        now = self.last_write = asyncio.get_running_loop().time()
+        self.sending_since = now
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.sending_since = 0.0
+
+    async def _run(self, send: Send) -> None:
+        encoder = self.encoder
+        try:
+            preamble = encoder.preamble(self.retry_ms)
+            if preamble:
+                await self._write(send, preamble)
+            skip: dict[str, EventId] = {}
+            if self.replay is not None:
+                async for page in self._replayed():
+                    await self._write(send, encoder.encode(page))
+                await self._write(send, encoder.control(self.replay.live()))
+                skip = dict(self.replay.last)
+            await self._live(send, skip)
+        except BackendError as exc:
+            logger.warning("stream ended by a backend error: %s", exc)
+            await self._write(send, encoder.control(Control("error", {"reason": "backend unavailable"})))
+        except Exception:
+            logger.exception("stream failed")
+            await self._write(send, encoder.control(Control("error", {"reason": "server fault"})))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _replayed(self) -> AsyncIterator[list[Event | Control]]:
+        assert self.replay is not None
+        remaining = self.max_events
+        async for page in self.replay.pages():
+            if self.sub.ended:
+                return
+            if remaining is not None:
+                page = _take_events(page, remaining)
+                remaining -= sum(1 for item in page if type(item) is Event)
+            yield page
+            if remaining == 0:
+                self.sub.finish()
+                return
+
+    async def _live(self, send: Send, skip: dict[str, EventId]) -> None:
+        sub = self.sub
+        encoder = self.encoder
+        remaining = self.max_events
+        if remaining is not None and self.replay is not None:
+            remaining -= self.replay.replayed
+        while True:
+            await sub.wait()
+            items = sub.drain()
+            if skip and items:
+                items = _skip_replayed(items, skip)
+            if remaining is not None and items:
+                items = _take_events(items, remaining)
+                remaining -= sum(1 for item in items if type(item) is Event)
+                if remaining <= 0:
+                    sub.finish()
+            chunk = encoder.encode(items) if items else b""
+            if not chunk and self.heartbeat_due:
+                chunk = encoder.keepalive()
+            self.heartbeat_due = False
+            ended = sub.ended
+            if ended and sub.end is not None and not self.disconnected:
+                chunk += encoder.control(sub.end)
+            if chunk and not self.disconnected:
+                await self._write(send, chunk)
+            if ended:
+                return
+
+    def abort(self) -> None:
+        """Close a stream whose socket takes nothing: close the transport, else cancel the writer."""
+        if self.aborted:
+            return
+        self.aborted = True
+        self.sub.close()
+        transport = self._transport
+        if transport is not None:
+            transport.abort()
+        elif self._task is not None:
+            self._task.cancel()
+
+
+def _skip_replayed(items: list[Item], skip: dict[str, EventId]) -> list[Item]:
+    """Drop held live events the replay already sent; forget a topic once past its seam."""
+    kept: list[Item] = []
+    for item in items:
+        if type(item) is Event and item.topic in skip:
+            if item.seq <= skip[item.topic]:
+                continue
+            del skip[item.topic]
+        kept.append(item)
+    return kept
+
+
+def _take_events(items: list[Item], count: int) -> list[Item]:
+    taken: list[Item] = []
+    for item in items:
+        if type(item) is Event:
+            if count <= 0:
+                break
+            count -= 1
+        taken.append(item)
+    return taken
+
+
+class StreamMonitor:
+    """One task per process: keepalives, `max_duration`, and `send_timeout_s` for every stream."""
+
+    def __init__(self, *, heartbeat_s: float, send_timeout_s: float) -> None:
+        self.heartbeat_s = heartbeat_s
+        self.send_timeout_s = send_timeout_s
+        self.interval = min(1.0, heartbeat_s / 2, send_timeout_s / 2)
+        self.streams: set[EventStream] = set()
+        self.aborted = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, stream: EventStream) -> None:
+        self.streams.add(stream)
+
+    def discard(self, stream: EventStream) -> None:
+        self.streams.discard(stream)
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run(), name="broadcaster-stream-monitor")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval)
+            self.sweep(loop.time())
+
+    def sweep(self, now: float) -> None:
+        for stream in list(self.streams):
+            if stream.sending_since and now - stream.sending_since >= self.send_timeout_s:
+                logger.info("closing a stream whose socket accepted nothing for %.1fs", self.send_timeout_s)
+                self.aborted += 1
+                stream.abort()
+            elif stream.deadline and now >= stream.deadline:
+                stream.deadline = 0.0
+                stream.sub.finish()
+            elif now - stream.last_write >= self.heartbeat_s:
+                stream.heartbeat_due = True
+                stream.sub.wake()
