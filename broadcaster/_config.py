@@ -147,3 +147,13 @@ def parse_value(name: str, raw: str) -> Any:
 def _choices(name: str, value: object, enum_type: type[OverflowPolicy]) -> str:
     allowed = ", ".join(m.value for m in enum_type)
     return f"{name} must be one of {allowed}; got {value!r}"
+
+
+def settings_markdown() -> str:
+    """The README's settings table, generated from the fields (a test keeps the README in sync)."""
+    rows = ["| flag | environment variable | default | meaning |", "| --- | --- | --- | --- |"]
+    for f in setting_fields():
+        default = "unset" if f.default is None else f"`{f.default}`"
+        flag = "--" + f.name.replace("_", "-")
+        rows.append(f"| `{flag}` | `{ENV_PREFIX}{f.name.upper()}` | {default} | {f.metadata['help']} |")
+    return "\n".join(rows)

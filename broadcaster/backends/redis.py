@@ -81,6 +81,7 @@ class RedisBackend:
         self._caught_up: dict[str, EventId] = {}
         self._last_message: tuple[bytes, bytes, Event] | None = None
         self._connected = asyncio.Event()
+        self._down = False  # the reader lost (or never got) its connection and is retrying
         self._closed = False
         self._opened = False
         self.available = False
@@ -227,9 +228,17 @@ class RedisBackend:
         self._check_open()
         new = [k for k in keys if k not in self._keys]
         self._keys.update(new)
+        if not new:
+            return
+        if not self._connected.is_set() and not self._down:
+            # The reader is making its first connection: wait for it, or a publish made right
+            # after this returns could reach Redis before our SUBSCRIBE does.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DEFAULT_SUBSCRIBE_TIMEOUT_S):
+                    await self._connected.wait()
         pubsub = self._pubsub
-        if not new or pubsub is None or not self._connected.is_set():
-            return  # the reader subscribes everything in self._keys when it (re)connects
+        if pubsub is None or not self._connected.is_set() or self._closed:
+            return  # Redis is down: the reader subscribes everything in self._keys when it reconnects
         loop = asyncio.get_running_loop()
         waiters = []
         for key in new:
@@ -286,6 +295,7 @@ class RedisBackend:
                 if self._closed:
                     break
                 self._connected.clear()
+                self._down = True
                 self.available = False
                 for futures in self._pending.values():
                     for fut in futures:
@@ -321,6 +331,7 @@ class RedisBackend:
                         expected -= 1
                         self._resolve(message["channel"])
         self._connected.set()
+        self._down = False
         self.available = True
         return pubsub
 

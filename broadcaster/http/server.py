@@ -54,7 +54,8 @@ def create_server_app() -> ASGIApp:
     return expose_transport(create_app(Settings.from_env()))
 
 
-def make_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
+def make_config(settings: Settings, *, app: ASGIApp | None = None, **overrides: Any) -> uvicorn.Config:
+    """uvicorn's config for `settings`: uvloop, httptools, graceful timeout; `app` defaults to the env factory."""
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -68,4 +69,7 @@ def make_config(settings: Settings, **overrides: Any) -> uvicorn.Config:
         "factory": True,
     }
     options.update(overrides)
+    if app is not None:
+        options["factory"] = False
+        return uvicorn.Config(app, **options)
     return uvicorn.Config("broadcaster.http.server:create_server_app", **options)

@@ -1,0 +1,1 @@
+"""Test support: real servers (Redis, uvicorn, broadcaster processes) and deadline helpers."""
