@@ -8,6 +8,7 @@ each field feeds the CLI and the settings table of the README.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,7 +61,9 @@ class Settings:
     max_body_bytes: int = _setting(DEFAULT_MAX_BODY_BYTES, "largest streamed ingest body or upload")
     history_size: int = _setting(DEFAULT_HISTORY_SIZE, "events retained per topic for resume and history")
     history_ttl_s: float = _setting(DEFAULT_HISTORY_TTL_S, "seconds an event stays in the retained history")
-    retry_ms: int = _setting(DEFAULT_RETRY_MS, "SSE reconnect hint (jittered by up to +50%)")
+    retry_ms: int = _setting(
+        DEFAULT_RETRY_MS, "SSE reconnect hint in ms; each stream gets it +0-50% (+0-100% in a shutdown message)"
+    )
     max_topics_per_stream: int = _setting(DEFAULT_MAX_TOPICS_PER_STREAM, "topics and patterns one stream may name")
     shutdown_grace_s: float = _setting(DEFAULT_SHUTDOWN_GRACE_S, "seconds streams get to end on shutdown")
     redis_prefix: str = _setting(DEFAULT_REDIS_PREFIX, "prefix of every Redis key and channel")
@@ -80,10 +83,18 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         for name in ("heartbeat_s", "send_timeout_s", "history_ttl_s"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be greater than 0, got {getattr(self, name)!r}")
-        if self.shutdown_grace_s < 0 or self.retry_ms < 0:
-            raise ConfigError("shutdown_grace_s and retry_ms must not be negative")
+            # `not 0 < x < inf` also refuses nan; an infinite ttl would overflow the backend's ms arithmetic.
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be a finite number greater than 0, got {getattr(self, name)!r}")
+        if not 0 <= self.shutdown_grace_s < math.inf:
+            raise ConfigError(f"shutdown_grace_s must be a finite number, at least 0, got {self.shutdown_grace_s!r}")
+        if self.retry_ms < 0:
+            raise ConfigError(f"retry_ms must not be negative, got {self.retry_ms!r}")
+        if self.queue_bytes < self.max_event_bytes:
+            raise ConfigError(
+                f"queue_bytes ({self.queue_bytes}) must be at least max_event_bytes ({self.max_event_bytes}): "
+                "a queue that cannot hold one event would evict every subscriber"
+            )
         if self.queue_size > self.max_queue_size:
             raise ConfigError(f"queue_size ({self.queue_size}) must not exceed max_queue_size ({self.max_queue_size})")
         if self.port > 65535:
@@ -125,8 +136,11 @@ def setting_fields() -> list[dataclasses.Field[Any]]:
     return list(dataclasses.fields(Settings))
 
 
-def parse_value(name: str, raw: str) -> Any:
-    """Convert the text of a setting (from the environment or a flag) to the field's type."""
+def parse_value(name: str, raw: str, source: str | None = None) -> Any:
+    """Convert the text of a setting to the field's type; `source` names where it came from in errors.
+
+    `source` defaults to the setting's environment variable; the CLI passes its flag.
+    """
     default = next(f.default for f in dataclasses.fields(Settings) if f.name == name)
     try:
         if isinstance(default, bool):
@@ -140,7 +154,8 @@ def parse_value(name: str, raw: str) -> Any:
     except ValueError:
         if isinstance(default, OverflowPolicy):
             raise ConfigError(_choices(name, raw, OverflowPolicy)) from None
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {raw!r} is not a valid {type(default).__name__}") from None
+        where = source or f"{ENV_PREFIX}{name.upper()}"
+        raise ConfigError(f"{where}: {raw!r} is not a valid {type(default).__name__}") from None
     return raw
 
 

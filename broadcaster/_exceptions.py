@@ -7,6 +7,7 @@ BroadcasterError
  ├─ InvalidEventType(BroadcasterError, ValueError) an event type that breaks the naming rule
  ├─ InvalidEventId(BroadcasterError, ValueError)   a resume point that is not an id of ours
  ├─ EventTooLarge(BroadcasterError, ValueError)    serialised data over max_event_bytes
+ ├─ InvalidEventData(BroadcasterError, ValueError) data that is empty or not on one line
  ├─ HubClosed                                      publish/subscribe after Hub.aclose()
  ├─ SubscriberEvicted                              raised by Subscription.get() after eviction
  └─ BackendError
@@ -48,6 +49,10 @@ class EventTooLarge(BroadcasterError, ValueError):
         super().__init__(f"event data is {size} bytes, the limit is {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class InvalidEventData(BroadcasterError, ValueError):
+    """Event data that is empty or spans lines (it must be serialised JSON on one line)."""
 
 
 class HubClosed(BroadcasterError):

@@ -14,9 +14,11 @@ from collections.abc import Iterable
 
 from ._exceptions import InvalidEventType, InvalidTopic
 
-TOPIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
-PATTERN_RE = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9._:*-]{0,199}$")
-TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+# `\Z`, not `$`: `$` also matches before a trailing newline, which would let "x\n" through
+# into SSE fields and NDJSON lines.
+TOPIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}\Z")
+PATTERN_RE = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9._:*-]{0,199}\Z")
+TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 DEFAULT_EVENT_TYPE = "message"
 #: Names a publisher may not use as an event type: clients could not tell them from control messages.
 RESERVED_TYPES = frozenset({"gap", "reset", "live", "error", "shutdown", "heartbeat"})

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -41,7 +43,7 @@ def _settings_from_args(args: argparse.Namespace) -> Settings:
     for f in setting_fields():
         raw = getattr(args, f.name, None)
         if raw is not None:
-            overrides[f.name] = parse_value(f.name, raw)
+            overrides[f.name] = parse_value(f.name, raw, "--" + f.name.replace("_", "-"))
     return Settings.from_env(**overrides)
 
 
@@ -71,8 +73,16 @@ def serve(args: argparse.Namespace) -> int:
         from .http.supervisor import run_workers
 
         return run_workers(config)
+    # uvicorn re-raises the signal that stopped it once its graceful shutdown is done; under the
+    # default SIGTERM disposition the process would then die "killed by SIGTERM" (-15/143) although
+    # it stopped cleanly. The stop was handled, so exit 0.
+    signal.signal(signal.SIGTERM, _exit_after_sigterm)
     Server(config).run()
     return 0
+
+
+def _exit_after_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _redact(url: str) -> str:

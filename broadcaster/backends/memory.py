@@ -68,7 +68,7 @@ class MemoryBackend:
         now = time.time_ns() // 1_000_000
         ms = max(now, self._last_ms)
         self._last_ms = ms
-        history = self._histories.get(topic)
+        history = self._retained(topic, ms)
         if history is None:
             history = self._histories[topic] = _History()
         keys = self._keys_for(topic)
@@ -122,10 +122,16 @@ class MemoryBackend:
                 return
             yield message
 
-    def _retained(self, topic: str) -> _History | None:
+    def _retained(self, topic: str, now_ms: int | None = None) -> _History | None:
         history = self._histories.get(topic)
         if history is not None:
-            self._trim(history, time.time_ns() // 1_000_000)
+            self._trim(history, time.time_ns() // 1_000_000 if now_ms is None else now_ms)
+            if not history.events:
+                # Every event expired: the topic is forgotten with its trim mark, as a Redis
+                # stream key expires. A resume point that old is older than the ttl horizon,
+                # which the replay announces with `reset` by itself.
+                del self._histories[topic]
+                return None
         return history
 
     async def history(self, topic: str, *, after: EventId | None, limit: int) -> HistoryPage:

@@ -1,0 +1,370 @@
+"""The backend contract: every behaviour, the same assertions, on the memory backend and on a real Redis.
+
+Where the backends differ, the backend is fixed, not the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from broadcaster import Backend, BackendMessage, Event, HistoryPage, Settings, SupportsHealth, backend_from_url
+
+from ..support.waiting import eventually
+
+BARRIER = "zz-barrier"
+
+
+class Harness:
+    """A backend with its `messages()` read by one task into `received`, as the hub reads it."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.received: list[BackendMessage] = []
+        self.reader: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        async for message in self.backend.messages():
+            self.received.append(message)
+
+    async def wait_for(self, count: int, within: float = 5.0) -> list[BackendMessage]:
+        await eventually(lambda: len(self.received) >= count, within=within, what=f"{count} messages")
+        return self.received
+
+    async def settle(self) -> list[BackendMessage]:
+        """Everything delivered before a barrier event: delivery is in publish order, so nothing else is in flight."""
+        if BARRIER not in getattr(self, "_barrier_keys", ()):
+            await self.backend.subscribe([BARRIER])
+            self._barrier_keys = {BARRIER}
+        (mark,) = await self.backend.publish(BARRIER, [("message", b"0")])
+        await eventually(
+            lambda: any(isinstance(m.event, Event) and m.event.id == mark.id for m in self.received),
+            what="barrier event delivered",
+        )
+        return [m for m in self.received if not _is_barrier(m)]
+
+    def seen(self) -> list[tuple[str, str, str]]:
+        """(key, topic, id) of every delivered event but barriers."""
+        return [
+            (m.key, m.event.topic, m.event.id)
+            for m in self.received
+            if isinstance(m.event, Event) and not _is_barrier(m)
+        ]
+
+
+def _is_barrier(message: BackendMessage) -> bool:
+    return isinstance(message.event, Event) and message.event.topic == BARRIER
+
+
+@pytest.fixture
+def open_backend(settings: Settings) -> Callable[..., contextlib.AbstractAsyncContextManager[Harness]]:
+    """Open this parametrization's backend (memory or a real Redis), with settings changes, and read it."""
+
+    @contextlib.asynccontextmanager
+    async def make(**changes: Any) -> AsyncIterator[Harness]:
+        local = settings.replace(**changes)
+        async with backend_from_url(local.backend_url, local) as backend:
+            harness = Harness(backend)
+            reader = harness.reader = asyncio.create_task(harness.run())
+            try:
+                yield harness
+            finally:
+                await backend.aclose()
+                try:
+                    async with asyncio.timeout(5):
+                        await reader
+                finally:
+                    reader.cancel()
+
+    return make
+
+
+def ids(events: list[Event]) -> list[str]:
+    return [e.id for e in events]
+
+
+async def test_backend_publish_returns_events_with_increasing_ids_across_topics(open_backend):
+    async with open_backend() as h:
+        events = []
+        for n, topic in enumerate(["a", "b", "a", "c", "b", "a"]):
+            (event,) = await h.backend.publish(topic, [("message", b"%d" % n)])
+            events.append(event)
+        assert [e.seq for e in events] == sorted({e.seq for e in events}), "strictly increasing, across topics"
+        assert [e.topic for e in events] == ["a", "b", "a", "c", "b", "a"]
+        assert [e.data for e in events] == [b"%d" % n for n in range(6)]
+        for event in events:
+            assert event.type == "message"
+            assert event.ts == event.seq[0]
+            assert abs(event.ts - time.time() * 1000) < 60_000
+
+
+async def test_backend_publish_keeps_type_and_data_bytes(open_backend):
+    data = '{"text": "caf\u00e9 x y", "n": [1, 2]}'.encode()
+    async with open_backend() as h:
+        await h.backend.subscribe(["t"])
+        (event,) = await h.backend.publish("t", [("order.created", data)])
+        (delivered,) = await h.wait_for(1)
+        assert delivered.event == event
+        assert delivered.event.type == "order.created" and delivered.event.data == data
+        page = await h.backend.history("t", after=None, limit=10)
+        assert page.events == [event]
+        assert page.events[0].data == data
+
+
+async def test_backend_publish_many_items_in_one_call_keeps_order(open_backend):
+    async with open_backend() as h:
+        await h.backend.subscribe(["t"])
+        items = [("message" if n % 2 else "odd", b"%d" % n) for n in range(10)]
+        events = await h.backend.publish("t", items)
+        assert [(e.type, e.data) for e in events] == items
+        assert [e.seq for e in events] == sorted({e.seq for e in events})
+        delivered = await h.settle()
+        assert [m.event for m in delivered] == events
+        assert (await h.backend.history("t", after=None, limit=100)).events == events
+
+
+async def test_backend_subscribe_then_publish_delivers_once_per_subscribed_key(open_backend):
+    async with open_backend() as h:
+        await h.backend.subscribe(["a", "*"])
+        (on_a,) = await h.backend.publish("a", [("message", b"1")])
+        (on_b,) = await h.backend.publish("b", [("message", b"2")])
+        await h.settle()
+        assert sorted(h.seen()) == sorted([("a", "a", on_a.id), ("*", "a", on_a.id), ("*", "b", on_b.id)])
+        by_key = {m.key: m.event for m in h.received if isinstance(m.event, Event) and m.event.id == on_a.id}
+        # The hub delivers an event once per subscription by object identity: one publish is one Event.
+        assert by_key["a"] is by_key["*"]
+
+
+async def test_backend_delivers_in_publish_order(open_backend):
+    async with open_backend() as h:
+        await h.backend.subscribe(["a", "b"])
+        published = []
+        for n in range(20):
+            published += await h.backend.publish("a" if n % 2 else "b", [("message", b"%d" % n)])
+        await h.settle()
+        assert [m.event for m in h.received if not _is_barrier(m)] == published
+
+
+async def test_backend_publish_without_subscribers_delivers_nothing(open_backend):
+    async with open_backend() as h:
+        await h.backend.publish("nobody", [("message", b"1")])
+        assert await h.settle() == []
+
+
+async def test_backend_pattern_subscription_delivers_matching_topics_only(open_backend):
+    async with open_backend() as h:
+        await h.backend.subscribe(["sensors.*"])
+        matching = []
+        for topic in ["sensors.kitchen", "other", "sensors", "sensors.hall.temp", "xsensors.a", "sensorsX"]:
+            (event,) = await h.backend.publish(topic, [("message", b"1")])
+            if topic.startswith("sensors."):
+                matching.append(event)
+        await h.settle()
+        assert h.seen() == [("sensors.*", e.topic, e.id) for e in matching]
+
+
+async def test_backend_unsubscribe_stops_delivery(open_backend):
+    async with open_backend() as h:
+        await h.backend.subscribe(["a", "p.*"])
+        await h.backend.publish("a", [("message", b"1")])
+        await h.backend.publish("p.x", [("message", b"2")])
+        assert len(await h.settle()) == 2
+        await h.backend.unsubscribe(["a", "p.*"])
+        await h.backend.publish("a", [("message", b"3")])
+        await h.backend.publish("p.x", [("message", b"4")])
+        delivered = await h.settle()
+        assert [m.event.data for m in delivered if isinstance(m.event, Event)] == [b"1", b"2"]
+        # Subscribing again works.
+        await h.backend.subscribe(["a"])
+        (again,) = await h.backend.publish("a", [("message", b"5")])
+        await h.settle()
+        assert h.seen()[-1] == ("a", "a", again.id)
+
+
+async def test_backend_unsubscribe_one_key_keeps_the_others(open_backend):
+    async with open_backend() as h:
+        await h.backend.subscribe(["a", "b"])
+        await h.backend.unsubscribe(["a"])
+        await h.backend.unsubscribe(["never-subscribed"])
+        await h.backend.publish("a", [("message", b"1")])
+        (on_b,) = await h.backend.publish("b", [("message", b"2")])
+        await h.settle()
+        assert h.seen() == [("b", "b", on_b.id)]
+
+
+async def test_backend_history_slices_oldest_first(open_backend):
+    async with open_backend() as h:
+        events = await h.backend.publish("t", [("message", b"%d" % n) for n in range(6)])
+        await h.backend.publish("other", [("message", b"x")])
+        everything = await h.backend.history("t", after=None, limit=100)
+        assert everything.events == events
+        assert everything.trimmed is None
+        assert (await h.backend.history("t", after=None, limit=2)).events == events[:2]
+        assert (await h.backend.history("t", after=events[1].seq, limit=100)).events == events[2:]
+        assert (await h.backend.history("t", after=events[1].seq, limit=3)).events == events[2:5]
+        assert (await h.backend.history("t", after=events[-1].seq, limit=100)).events == []
+        # A resume point between two ids (another topic's event, or a made-up one) works too.
+        assert (await h.backend.history("t", after=(events[2].seq[0], events[2].seq[1] + 0), limit=1)).events == [
+            events[3]
+        ]
+        assert (await h.backend.history("t", after=(0, 0), limit=100)).events == events
+        unknown = await h.backend.history("never-published", after=None, limit=10)
+        assert unknown.events == [] and unknown.trimmed is None
+
+
+async def test_backend_history_after_an_id_of_another_topic(open_backend):
+    async with open_backend() as h:
+        (a1,) = await h.backend.publish("a", [("message", b"1")])
+        (b1,) = await h.backend.publish("b", [("message", b"2")])
+        (a2,) = await h.backend.publish("a", [("message", b"3")])
+        assert (await h.backend.history("a", after=b1.seq, limit=10)).events == [a2]
+        assert (await h.backend.history("b", after=a1.seq, limit=10)).events == [b1]
+
+
+async def test_backend_tail_returns_the_last_events_oldest_first(open_backend):
+    async with open_backend() as h:
+        events = await h.backend.publish("t", [("message", b"%d" % n) for n in range(5)])
+        assert await h.backend.tail("t", 2) == events[3:]
+        assert await h.backend.tail("t", 1) == events[4:]
+        assert await h.backend.tail("t", 50) == events
+        assert await h.backend.tail("t", 0) == []
+        assert await h.backend.tail("never-published", 3) == []
+
+
+async def test_backend_trims_by_count_and_marks_the_newest_cut(open_backend):
+    async with open_backend(history_size=3) as h:
+        first = await h.backend.publish("t", [("message", b"%d" % n) for n in range(3)])
+        assert (await h.backend.history("t", after=None, limit=10)).trimmed is None
+        more = await h.backend.publish("t", [("message", b"3")])
+        more += await h.backend.publish("t", [("message", b"4")])
+        page = await h.backend.history("t", after=None, limit=10)
+        assert page.events == first[2:] + more
+        assert page.trimmed == first[1].seq
+        assert await h.backend.tail("t", 10) == page.events
+        # A resume point older than the mark lost events: the caller can tell.
+        assert page.trimmed > first[0].seq
+        resumed = await h.backend.history("t", after=first[0].seq, limit=10)
+        assert resumed.events == page.events and resumed.trimmed == first[1].seq
+
+
+async def test_backend_trims_a_large_batch_exactly(open_backend):
+    async with open_backend(history_size=3) as h:
+        events = await h.backend.publish("t", [("message", b"%d" % n) for n in range(8)])
+        page = await h.backend.history("t", after=None, limit=10)
+        assert page.events == events[5:]
+        assert page.trimmed == events[4].seq
+        other = await h.backend.history("u", after=None, limit=10)
+        assert other.trimmed is None, "trimming is per topic"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def test_backend_retention_by_age_drops_old_events_on_read(open_backend):
+    ttl_s = 1.0
+    async with open_backend(history_ttl_s=ttl_s) as h:
+        (old,) = await h.backend.publish("t", [("message", b"old")])
+        await h.backend.publish("expires-too", [("message", b"x")])
+        await eventually(lambda: _now_ms() > old.ts + 600, what="clock past old + 0.6 s")
+        (young,) = await h.backend.publish("t", [("message", b"young")])
+        await eventually(lambda: _now_ms() > old.ts + ttl_s * 1000 + 20, what="old event past its ttl")
+        page = await h.backend.history("t", after=None, limit=10)
+        resumed = await h.backend.history("t", after=(old.seq[0] - 1, 0), limit=10)
+        tail = await h.backend.tail("t", 10)
+        topics = [info.topic for info in await h.backend.topics("*")]
+        assert _now_ms() < young.ts + ttl_s * 1000, "the machine was too slow for this test's window"
+        assert page == HistoryPage([young], old.seq)
+        assert resumed == HistoryPage([young], old.seq)
+        assert tail == [young]
+        assert topics == ["t"], "expires-too lost its only event; t still holds one"
+
+
+async def test_backend_forgets_a_topic_whose_events_all_expired(open_backend):
+    async with open_backend(history_ttl_s=0.3) as h:
+        (old,) = await h.backend.publish("t", [("message", b"old")])
+        await eventually(lambda: _now_ms() > old.ts + 350, what="event past its ttl")
+        # Forgotten with its trim mark, as an expired Redis key is; a resume point that old is
+        # older than the ttl horizon, which the replay announces with `reset` by itself.
+        page = await h.backend.history("t", after=None, limit=10)
+        assert page == HistoryPage([], None)
+        assert await h.backend.history("t", after=(0, 0), limit=10) == HistoryPage([], None)
+        assert await h.backend.tail("t", 10) == []
+        assert await h.backend.topics("*") == []
+        # Publishing again starts a fresh history.
+        (fresh,) = await h.backend.publish("t", [("message", b"new")])
+        assert await h.backend.history("t", after=None, limit=10) == HistoryPage([fresh], None)
+        assert fresh.seq > old.seq
+
+
+async def test_backend_topics_lists_retained_topics_by_pattern(open_backend):
+    async with open_backend() as h:
+        assert await h.backend.topics("*") == []
+        await h.backend.publish("sensors.kitchen", [("message", b"1"), ("message", b"2")])
+        (hall,) = await h.backend.publish("sensors.hall", [("message", b"3")])
+        (last,) = await h.backend.publish("sensors.kitchen", [("message", b"4")])
+        await h.backend.publish("orders", [("message", b"5")])
+        infos = await h.backend.topics("sensors.*")
+        assert [(i.topic, i.retained, i.last_id) for i in infos] == [
+            ("sensors.hall", 1, hall.id),
+            ("sensors.kitchen", 3, last.id),
+        ]
+        assert [i.topic for i in await h.backend.topics("*")] == ["orders", "sensors.hall", "sensors.kitchen"]
+        assert [i.topic for i in await h.backend.topics("orders")] == ["orders"]
+        assert await h.backend.topics("nothing.*") == []
+
+
+async def test_backend_topics_counts_retained_after_trimming(open_backend):
+    async with open_backend(history_size=2) as h:
+        events = await h.backend.publish("t", [("message", b"%d" % n) for n in range(5)])
+        assert [(i.topic, i.retained, i.last_id) for i in await h.backend.topics("*")] == [("t", 2, events[-1].id)]
+
+
+async def test_backend_concurrent_publishes_keep_per_topic_order_and_unique_ids(open_backend):
+    tasks_n, per_task = 12, 15
+    async with open_backend() as h:
+        topics = [f"c{n}" for n in range(3)]
+        await h.backend.subscribe(topics)
+
+        async def publisher(n: int) -> list[Event]:
+            out = []
+            for i in range(per_task):
+                out += await h.backend.publish(topics[n % 3], [("message", b'"%d-%d"' % (n, i))])
+            return out
+
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(*(publisher(n) for n in range(tasks_n)))
+        everything = [e for events in results for e in events]
+        assert len({e.id for e in everything}) == tasks_n * per_task, "ids are unique"
+        for events in results:
+            assert [e.seq for e in events] == sorted(e.seq for e in events), "each publisher's events in its order"
+        delivered = [m.event for m in await h.settle()]
+        assert len(delivered) == tasks_n * per_task
+        assert [e.seq for e in delivered] == sorted(e.seq for e in delivered), "delivered in id order"
+        for topic in topics:
+            history = (await h.backend.history(topic, after=None, limit=1000)).events
+            assert history == [e for e in delivered if e.topic == topic]
+            for events in results:
+                mine = {e.id for e in events}
+                assert [e for e in history if e.id in mine] == [e for e in events if e.topic == topic]
+
+
+async def test_backend_ping_answers(open_backend):
+    async with open_backend() as h:
+        assert isinstance(h.backend, SupportsHealth)
+        await h.backend.ping()
+
+
+async def test_backend_messages_end_after_aclose(open_backend):
+    async with open_backend() as h:
+        await h.backend.subscribe(["t"])
+        await h.backend.aclose()
+        await h.backend.aclose()  # idempotent
+        assert h.reader is not None
+        async with asyncio.timeout(5):
+            await h.reader  # messages() ended by itself, without an error
