@@ -25,7 +25,8 @@ from ._exceptions import InvalidEventId
 EventId = tuple[int, int]
 """A parsed event id: (milliseconds, counter). Ordered like the events."""
 
-_ID_RE = re.compile(r"^(\d{1,15})-(\d{1,19})$")
+# ASCII digits and `\Z`: `\d` also matches other scripts' digits and `$` a trailing newline.
+_ID_RE = re.compile(r"^([0-9]{1,15})-([0-9]{1,19})\Z")
 
 
 def parse_id(text: str) -> EventId:
@@ -40,13 +41,26 @@ def format_id(event_id: EventId) -> str:
     return f"{event_id[0]}-{event_id[1]}"
 
 
+#: Characters that JSON leaves raw but `str.splitlines()` (and httpx's `aiter_lines()`) breaks lines at:
+#: NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR. In valid JSON they only occur inside strings.
+_UNICODE_LINE_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+
+
+def _line_safe(data: bytes) -> bytes:
+    """`data` with Unicode line breaks escaped, so a frame stays one line for every line-based reader."""
+    for raw, escaped in _UNICODE_LINE_BREAKS:
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data
+
+
 class Event:
     """One published event. Immutable by convention; frames are cached on first use.
 
     `data` is the JSON serialisation of the event's payload (one line, no CR/LF).
     """
 
-    __slots__ = ("topic", "id", "type", "ts", "data", "_seq", "_sse", "_sse_envelope", "_ndjson")
+    __slots__ = ("topic", "id", "type", "ts", "data", "size", "_seq", "_sse", "_sse_envelope", "_ndjson")
 
     def __init__(self, topic: str, id: str, type: str, data: bytes, ts: int | None = None) -> None:
         self.topic = topic
@@ -54,6 +68,8 @@ class Event:
         self.type = type
         self.data = data
         self.ts = int(id.partition("-")[0]) if ts is None else ts
+        #: Bytes this event costs a queue: its data plus a fixed overhead for framing.
+        self.size = len(data) + 64
         self._seq: EventId | None = None
         self._sse: bytes | None = None
         self._sse_envelope: bytes | None = None
@@ -77,11 +93,6 @@ class Event:
             self._seq = parse_id(self.id)
         return self._seq
 
-    @property
-    def size(self) -> int:
-        """Bytes this event costs a queue (its data plus a fixed overhead for framing)."""
-        return len(self.data) + 64
-
     def json(self) -> Any:
         """The payload, deserialised."""
         return orjson.loads(self.data)
@@ -92,7 +103,7 @@ class Event:
         frame = self._sse
         if frame is None:
             event_line = b"" if self.type == "message" else b"event: " + self.type.encode() + b"\n"
-            frame = b"id: " + self.id.encode() + b"\n" + event_line + b"data: " + self.data + b"\n\n"
+            frame = b"id: " + self.id.encode() + b"\n" + event_line + b"data: " + _line_safe(self.data) + b"\n\n"
             self._sse = frame
         return frame
 
@@ -113,7 +124,7 @@ class Event:
         if line is None:
             # topic, type and id only hold [A-Za-z0-9._:-], so they need no JSON escaping.
             head = f'{{"id":"{self.id}","topic":"{self.topic}","type":"{self.type}","ts":{self.ts},"data":'
-            line = head.encode() + self.data + b"}\n"
+            line = head.encode() + _line_safe(self.data) + b"}\n"
             self._ndjson = line
         return line
 

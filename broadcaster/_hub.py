@@ -23,7 +23,7 @@ import orjson
 
 from ._config import Settings
 from ._event import Control, Event, EventId
-from ._exceptions import EventTooLarge, HubClosed
+from ._exceptions import EventTooLarge, HubClosed, InvalidEventData
 from ._subscription import Subscription
 from ._topics import DEFAULT_EVENT_TYPE, validate_selector, validate_topic, validate_type
 from ._types import OverflowPolicy
@@ -157,6 +157,9 @@ class Hub:
     def _check_open(self) -> None:
         if self._state is not _State.OPENED:
             raise HubClosed("the hub is closed" if self._state is _State.CLOSED else "the hub is not started")
+        if not self.healthy:
+            # A stream opened now would never receive anything: refuse it (503) instead.
+            raise HubClosed(f"the hub failed: {self.failure}")
 
     def _pump_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self._state is _State.CLOSED:
@@ -174,7 +177,7 @@ class Hub:
         if len(data) > self.settings.max_event_bytes:
             raise EventTooLarge(len(data), self.settings.max_event_bytes)
         if not data or b"\n" in data or b"\r" in data:
-            raise ValueError("event data must be serialised JSON on one line (no CR or LF)")
+            raise InvalidEventData("event data must be serialised JSON on one line (not empty, no CR or LF)")
 
     async def publish(self, topic: str, data: bytes, type: str = DEFAULT_EVENT_TYPE) -> Event:
         """Publish serialised JSON `data` on `topic`; return the stored event (with id and ts).

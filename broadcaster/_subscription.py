@@ -1,7 +1,7 @@
 """Subscription: one subscriber's bounded queue, its overflow policy and its wake-up.
 
 The hub calls `offer()` for every event and never waits: `offer()` appends to a
-deque and, if the consumer sleeps, resolves its waiter. The consumer (a stream
+list and, if the consumer sleeps, resolves its waiter. The consumer (a stream
 writer, or any `async for`) sleeps in `wait()` and takes everything queued in
 one `drain()`, so a burst costs it one wake-up and one write.
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Protocol, TypeGuard
 
 from ._event import Control, Event
 from ._exceptions import HubClosed, SubscriberEvicted
@@ -31,6 +31,15 @@ from ._types import OverflowPolicy
 logger = logging.getLogger(__name__)
 
 Item = Event | Control
+
+
+class Sink(Protocol):
+    """A consumer that can take an event at once, without waiting (a stream's writable socket)."""
+
+    def push(self, event: Event) -> bool:
+        """Write `event` now if that costs no wait; return False to have it queued instead."""
+        ...
+
 
 _OPEN, _ENDING, _CLOSED = 0, 1, 2
 
@@ -60,6 +69,7 @@ class Subscription:
         "_end",
         "_last",
         "_on_release",
+        "sink",
     )
 
     def __init__(
@@ -79,7 +89,9 @@ class Subscription:
         self.dropped = 0
         #: Whether the subscription ended because its queue overflowed (`disconnect`).
         self.evicted = False
-        self._queue: deque[Item] = deque()
+        # A list, not a deque: an empty deque preallocates a 64-slot block (~0.5 KB per idle
+        # subscriber), and drain() swaps the whole list out, which a deque cannot do.
+        self._queue: list[Item] = []
         self._bytes = 0
         self._events = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -88,6 +100,8 @@ class Subscription:
         self._end: Control | None = None
         self._last: Event | None = None
         self._on_release = on_release
+        #: Set by a consumer whose socket can take events directly (see `offer`).
+        self.sink: Sink | None = None
 
     def __repr__(self) -> str:
         return f"<Subscription {','.join(self.selectors)} queued={self._events} state={self._state}>"
@@ -101,6 +115,12 @@ class Subscription:
             # (a topic and a pattern) arrives as the same object; deliver it once.
             return
         self._last = event
+        # Fast path: nothing queued and the consumer parked in wait(), so nothing can be
+        # in flight ahead of this event; a sink that can write it now skips the queue and
+        # the consumer's wake-up entirely. Otherwise it is queued as usual, which keeps
+        # the order and the bounds.
+        if self.sink is not None and self._waiter is not None and not self._queue and self.sink.push(event):
+            return
         size = event.size
         if self._events >= self.queue_size or self._bytes + size > self.queue_bytes:
             self._overflow(event, size)
@@ -145,21 +165,25 @@ class Subscription:
         # Control messages met on the way (`reset`, `live`) are kept, ahead of the marker.
         queue = self._queue
         marker: Control | None = None
-        if queue and type(queue[0]) is Control and queue[0].kind == "gap":
-            marker = queue.popleft()  # type: ignore[assignment]
         kept: list[Item] = []
-        while queue and (self._events >= self.queue_size or self._bytes + size > self.queue_bytes):
-            old = queue.popleft()
+        cut = 0
+        while cut < len(queue) and (self._events >= self.queue_size or self._bytes + size > self.queue_bytes):
+            old = queue[cut]
+            cut += 1
             if type(old) is Event:
                 self._events -= 1
                 self._bytes -= old.size
                 marker = _merge_gap(marker, old)
                 self.dropped += 1
+            elif marker is None and _is_marker(old):
+                # Our marker of earlier drops sits ahead of every queued event, possibly behind
+                # kept controls: merge into it rather than start a second one.
+                marker = old
             else:
                 kept.append(old)
         if marker is not None:
-            queue.appendleft(marker)
-        queue.extendleft(reversed(kept))
+            kept.append(marker)
+        queue[:cut] = kept
         queue.append(event)
         self._events += 1
         self._bytes += size
@@ -167,8 +191,9 @@ class Subscription:
     def _note_gap(self, event: Event) -> None:
         self.dropped += 1
         queue = self._queue
-        if queue and type(queue[-1]) is Control and queue[-1].kind == "gap":
-            _merge_gap(queue[-1], event)
+        last = queue[-1] if queue else None
+        if last is not None and _is_marker(last):
+            _merge_gap(last, event)
         else:
             queue.append(_merge_gap(None, event))
 
@@ -224,11 +249,10 @@ class Subscription:
 
     def drain(self) -> list[Item]:
         """Take everything queued, in order (events and control messages)."""
-        queue = self._queue
-        if not queue:
+        items = self._queue
+        if not items:
             return []
-        items = list(queue)
-        queue.clear()
+        self._queue = []
         self._events = self._bytes = 0
         return items
 
@@ -240,7 +264,7 @@ class Subscription:
         """
         while True:
             if self._queue:
-                item = self._queue.popleft()
+                item = self._queue.pop(0)
                 if type(item) is Event:
                     self._events -= 1
                     self._bytes -= item.size
@@ -285,6 +309,11 @@ class Subscription:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _is_marker(item: Item) -> TypeGuard[Control]:
+    """A gap marker of this subscription's drops (a backend's `gap` has no counts and is never merged into)."""
+    return type(item) is Control and item.kind == "gap" and "dropped" in item.fields
 
 
 def _merge_gap(marker: Control | None, event: Event) -> Control:

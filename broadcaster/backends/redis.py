@@ -174,23 +174,39 @@ class RedisBackend:
             events.append(Event(topic, raw_id.decode(), fields[b"t"].decode(), fields[b"d"]))
         return events
 
-    def _apply_ttl(self, events: list[Event], trimmed: EventId | None) -> tuple[list[Event], EventId | None]:
+    def _apply_ttl(
+        self, events: list[Event], trimmed: EventId | None, horizon: EventId | None = None
+    ) -> tuple[list[Event], EventId | None]:
         """Events of an idle topic can outlive the ttl until its next publish; readers drop them."""
-        horizon = self._expired_before()
+        horizon = horizon or self._expired_before()
         while events and events[0].seq < horizon:
             trimmed = events.pop(0).seq
         return events, trimmed
 
     async def history(self, topic: str, *, after: EventId | None, limit: int) -> HistoryPage:
         client = self._check_open()
-        start = "-" if after is None else "(" + format_id(after)
+        key = self._stream_key(topic)
+        horizon = self._expired_before()
+        # Start at the ttl horizon, not at the oldest entry: an idle topic still holds expired
+        # entries, and a page of them would come back empty, as if the history ended there.
+        skipped_from: str | None = None
+        if after is None or after < horizon:
+            start = format_id(horizon)
+            skipped_from = "-" if after is None else "(" + format_id(after)
+        else:
+            start = "(" + format_id(after)
         with _map_redis_errors():
             async with client.pipeline(transaction=False) as pipe:
-                pipe.xrange(self._stream_key(topic), start, "+", count=limit)
+                pipe.xrange(key, start, "+", count=limit)
                 pipe.get(f"{self.prefix}trimmed:{topic}")
-                entries, mark = await pipe.execute()
+                if skipped_from is not None:  # the newest entry skipped that way counts as trimmed
+                    pipe.xrevrange(key, "(" + format_id(horizon), skipped_from, count=1)
+                entries, mark, *skipped = await pipe.execute()
         trimmed = parse_id(mark.decode()) if mark else None
-        events, trimmed = self._apply_ttl(self._to_events(topic, entries), trimmed)
+        if skipped and skipped[0]:
+            newest_expired = parse_id(skipped[0][0][0].decode())
+            trimmed = newest_expired if trimmed is None else max(trimmed, newest_expired)
+        events, trimmed = self._apply_ttl(self._to_events(topic, entries), trimmed, horizon)
         return HistoryPage(events, trimmed)
 
     async def tail(self, topic: str, count: int) -> list[Event]:
@@ -283,34 +299,47 @@ class RedisBackend:
 
     async def messages(self) -> AsyncIterator[BackendMessage]:
         backoff = DEFAULT_BACKOFF_MIN_S
-        while not self._closed:
-            try:
-                pubsub = await self._connect_pubsub()
-                backoff = DEFAULT_BACKOFF_MIN_S
-                for message in await self._catch_up():
-                    yield message
-                async for message in self._read(pubsub):
-                    yield message
-            except (RedisError, OSError, BackendError) as exc:
-                if self._closed:
-                    break
-                self._connected.clear()
-                self._down = True
-                self.available = False
-                for futures in self._pending.values():
-                    for fut in futures:
-                        if not fut.done():
-                            fut.set_exception(BackendUnavailable(str(exc)))
-                self._pending.clear()
-                old, self._pubsub = self._pubsub, None
-                if old is not None:
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(1):
-                            await old.aclose()
-                delay = backoff * random.uniform(0.8, 1.2)  # jitter: processes must not return in lockstep
-                logger.warning("Redis pub/sub connection lost, reconnecting in %.2fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                backoff = min(backoff * 2, DEFAULT_BACKOFF_MAX_S)
+        try:
+            while not self._closed:
+                try:
+                    pubsub = await self._connect_pubsub()
+                    backoff = DEFAULT_BACKOFF_MIN_S
+                    for message in await self._catch_up():
+                        yield message
+                    async for message in self._read(pubsub):
+                        yield message
+                except (RedisError, OSError, BackendError) as exc:
+                    if self._closed:
+                        break
+                    self._connected.clear()
+                    self._down = True
+                    self.available = False
+                    for futures in self._pending.values():
+                        for fut in futures:
+                            if not fut.done():
+                                fut.set_exception(BackendUnavailable(str(exc)))
+                    self._pending.clear()
+                    old, self._pubsub = self._pubsub, None
+                    if old is not None:
+                        with contextlib.suppress(Exception):
+                            async with asyncio.timeout(1):
+                                await old.aclose()
+                    delay = backoff * random.uniform(0.8, 1.2)  # jitter: processes must not return in lockstep
+                    logger.warning("Redis pub/sub connection lost, reconnecting in %.2fs: %s", delay, exc)
+                    await asyncio.sleep(delay)
+                    backoff = min(backoff * 2, DEFAULT_BACKOFF_MAX_S)
+                except Exception:
+                    if self._closed:  # aclose() closed the pool under redis-py mid-command (e.g. AttributeError)
+                        break
+                    raise
+        finally:
+            if self._closed and self._client is not None:
+                # On a read error, redis-py's pub/sub reconnects its connection once even with no
+                # retries; when the error was our aclose() closing it under a blocked read, that
+                # fresh socket would belong to nobody. Closing the pool again closes it.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1):
+                        await self._client.connection_pool.disconnect()
 
     async def _connect_pubsub(self) -> Any:
         client = self._check_open()

@@ -20,6 +20,8 @@ class Encoder(Protocol):
 
     def encode(self, items: Sequence[Event | Control]) -> bytes: ...
 
+    def chunk(self, event: Event) -> bytes: ...
+
     def control(self, control: Control) -> bytes: ...
 
     def keepalive(self) -> bytes: ...
@@ -27,12 +29,32 @@ class Encoder(Protocol):
     def preamble(self, retry_ms: int) -> bytes: ...
 
 
-class SSEEncoder:
+class _ChunkCache:
+    """The frame of one event as an HTTP/1.1 chunk, for direct writes to a socket.
+
+    The hub offers one event to all its subscribers in a row, so a one-entry
+    cache per encoder frames each event once for all of them.
+    """
+
+    def __init__(self) -> None:
+        self._event: Event | None = None
+        self._chunk = b""
+
+    def chunk(self, event: Event) -> bytes:
+        if event is not self._event:
+            frame = self.encode((event,))  # type: ignore[attr-defined]
+            self._chunk = b"%x\r\n%b\r\n" % (len(frame), frame)
+            self._event = event
+        return self._chunk
+
+
+class SSEEncoder(_ChunkCache):
     """Server-Sent Events. `envelope=True` (multi-topic streams) puts the whole event object in `data:`."""
 
     media_type = "text/event-stream"
 
     def __init__(self, *, envelope: bool = False) -> None:
+        super().__init__()
         self.envelope = envelope
 
     def encode(self, items: Sequence[Event | Control]) -> bytes:
@@ -54,7 +76,7 @@ class SSEEncoder:
         return b"retry: %d\n\n" % retry_ms
 
 
-class NDJSONEncoder:
+class NDJSONEncoder(_ChunkCache):
     """One JSON object per line; control messages have a `control` key and no `data`."""
 
     media_type = "application/x-ndjson"

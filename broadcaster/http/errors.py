@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .._exceptions import (
     BackendUnavailable,
@@ -76,6 +77,40 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method of every route on this path (Starlette's `Allow` names only the first route's)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
+def known_error_response(exc: BaseException) -> JSONResponse | None:
+    """The answer to a client mistake or an unreachable backend; None for anything else (a 500)."""
+    if isinstance(exc, ClientError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, InvalidTopic):
+        return error_response(422, "invalid_topic", str(exc))
+    if isinstance(exc, InvalidEventType):
+        return error_response(422, "invalid_type", str(exc))
+    if isinstance(exc, InvalidEventId):
+        return error_response(400, "invalid_event_id", str(exc))
+    if isinstance(exc, EventTooLarge):
+        return error_response(413, "payload_too_large", str(exc))
+    if isinstance(exc, BackendUnavailable):
+        return unavailable(f"the backend is unreachable, retry shortly: {exc}")
+    if isinstance(exc, HubClosed):
+        # Closed (the server is stopping) or failed (its event pump died): either way, not now.
+        return error_response(
+            503, "shutting_down", f"the server cannot serve this: {exc}", {"Retry-After": str(RETRY_AFTER_S)}
+        )
+    if isinstance(exc, ConfigError | ValueError):
+        return error_response(400, "bad_request", str(exc))
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every exception into the JSON error shape."""
 
@@ -91,24 +126,19 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = _STATUS_CODES.get(exc.status_code, "error")
         headers = dict(exc.headers) if exc.headers else None
-        return error_response(exc.status_code, code, str(exc.detail), headers)
+        message = str(exc.detail)
+        # Starlette's bare "Not Found" / "Method Not Allowed" do not say what was asked for.
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route for {request.method} {request.url.path} (the API is described at /docs)"
+        elif exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            message = f"{request.method} is not allowed on {request.url.path}; use {' or '.join(allowed)}"
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        return error_response(exc.status_code, code, message, headers)
 
     async def broadcaster_error(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, InvalidTopic):
-            return error_response(422, "invalid_topic", str(exc))
-        if isinstance(exc, InvalidEventType):
-            return error_response(422, "invalid_type", str(exc))
-        if isinstance(exc, InvalidEventId):
-            return error_response(400, "invalid_event_id", str(exc))
-        if isinstance(exc, EventTooLarge):
-            return error_response(413, "payload_too_large", str(exc))
-        if isinstance(exc, BackendUnavailable):
-            return unavailable(f"the backend is unreachable, retry shortly: {exc}")
-        if isinstance(exc, HubClosed):
-            return error_response(503, "shutting_down", "the server is stopping", {"Retry-After": str(RETRY_AFTER_S)})
-        if isinstance(exc, ConfigError | ValueError):
-            return error_response(400, "bad_request", str(exc))
-        return await internal_error(request, exc)
+        response = known_error_response(exc)
+        return response if response is not None else await internal_error(request, exc)
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -11,24 +10,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from .. import __version__
 from .._config import Settings
-from .._event import Control, EventId, parse_id
+from .._event import Control, parse_id
 from .._exceptions import BackendError, BackendUnavailable, HubClosed
 from .._hub import Hub
-from .._replay import Replay
-from .._topics import DEFAULT_EVENT_TYPE, validate_selector, validate_topic, validate_type
-from .._types import OverflowPolicy, StreamFormat
+from .._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
 from .body import media_type, read_json_event
-from .encoders import Encoder, NDJSONEncoder, SSEEncoder
 from .errors import ClientError, error_response, unavailable
 from .ingest import ingest
 from .metrics import render_metrics
-from .streaming import EventStream, StreamMonitor
+from .streaming import StreamMonitor
+from .subscribe import NDJSON, open_stream, parse_stream_request
 
 router = APIRouter()
 
-NDJSON = NDJSONEncoder()
-SSE = SSEEncoder()
-SSE_ENVELOPE = SSEEncoder(envelope=True)
 HISTORY_PAGE = 1000
 
 _PUBLISH_BODY: dict[str, Any] = {
@@ -81,83 +75,20 @@ async def publish(
     return await ingest(request, hub, topic, type, kind)
 
 
-def _choose_encoder(request: Request, fmt: str | None, multi: bool) -> Encoder:
-    if fmt is None:
-        wants_sse = "text/event-stream" in request.headers.get("accept", "")
-        fmt = StreamFormat.SSE if wants_sse else StreamFormat.NDJSON
-    try:
-        chosen = StreamFormat(fmt)
-    except ValueError:
-        raise ClientError(422, "invalid_parameter", f"format must be sse or ndjson, got {fmt!r}") from None
-    if chosen is StreamFormat.SSE:
-        return SSE_ENVELOPE if multi else SSE
-    return NDJSON
-
-
 def _bounded(name: str, value: int | None, low: int, high: int) -> int | None:
     if value is not None and not low <= value <= high:
         raise ClientError(422, "invalid_parameter", f"{name} must be between {low} and {high}, got {value}")
     return value
 
 
-async def _open_stream(
-    request: Request,
-    selectors: list[str],
-    *,
-    multi: bool,
-    fmt: str | None,
-    queue: int | None,
-    overflow: str | None,
-    last_event_id: str | None,
-    tail: int | None,
-    max_events: int | None,
-    max_duration: float | None,
-) -> Response:
+async def _stream(request: Request, selectors: list[str], *, multi: bool) -> Response:
     settings = _settings(request)
-    hub = _hub(request)
-    if not selectors:
-        raise ClientError(422, "invalid_parameter", "name at least one topic: /events?topic=A&topic=B")
-    if len(selectors) > settings.max_topics_per_stream:
-        raise ClientError(
-            422, "invalid_parameter", f"a stream may name at most {settings.max_topics_per_stream} topics"
-        )
-    for selector in selectors:
-        validate_selector(selector)
-    encoder = _choose_encoder(request, fmt, multi)
-    _bounded("queue", queue, 1, settings.max_queue_size)
-    _bounded("tail", tail, 0, settings.history_size)
-    _bounded("max_events", max_events, 1, 10**9)
-    if max_duration is not None and not 0 < max_duration <= 86_400:
-        raise ClientError(422, "invalid_parameter", f"max_duration must be in (0, 86400] seconds, got {max_duration}")
-    policy = None
-    if overflow is not None:
-        try:
-            policy = OverflowPolicy(overflow)
-        except ValueError:
-            allowed = ", ".join(p.value for p in OverflowPolicy)
-            message = f"overflow must be one of {allowed}, got {overflow!r}"
-            raise ClientError(422, "invalid_parameter", message) from None
-    after: EventId | None = parse_id(last_event_id) if last_event_id else None
-    sub = await hub.subscribe(selectors, queue_size=queue, overflow=policy)
-    replay = None
-    try:
-        if after is not None or tail is not None:
-            replay = Replay(hub, selectors, after=after, tail=None if after is not None else tail)
-            await replay.prepare()
-    except BaseException:
-        sub.close()
-        raise
-    return EventStream(
-        sub,
-        encoder,
-        request.app.state.monitor,
-        replay=replay,
-        retry_ms=int(settings.retry_ms * random.uniform(1.0, 1.5)),
-        max_events=max_events,
-        max_duration=max_duration,
-    )
+    parsed = parse_stream_request(settings, selectors, request.query_params, request.headers, multi=multi)
+    return await open_stream(_hub(request), request.app.state.monitor, settings, parsed)
 
 
+# The stream parameters are declared for /docs only: `parse_stream_request` reads them from the
+# query string itself, as the bare ASGI lane (subscribe.stream_endpoint) does.
 _FORMAT = Query(description="sse or ndjson; default: sse if Accept names text/event-stream, else ndjson")
 _QUEUE = Query(description="this subscriber's queue length (events), up to the server's max_queue_size")
 _OVERFLOW = Query(description="disconnect (default), drop-oldest or drop-newest")
@@ -178,27 +109,16 @@ async def subscribe_topic(
     request: Request,
     topic: str,
     format: Annotated[str | None, _FORMAT] = None,
-    queue: Annotated[int | None, _QUEUE] = None,
+    queue: Annotated[str | None, _QUEUE] = None,
     overflow: Annotated[str | None, _OVERFLOW] = None,
     last_event_id: Annotated[str | None, _LAST_ID] = None,
-    tail: Annotated[int | None, _TAIL] = None,
-    max_events: Annotated[int | None, _MAX_EVENTS] = None,
-    max_duration: Annotated[float | None, _MAX_DURATION] = None,
+    tail: Annotated[str | None, _TAIL] = None,
+    max_events: Annotated[str | None, _MAX_EVENTS] = None,
+    max_duration: Annotated[str | None, _MAX_DURATION] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """Stream a topic's events as SSE or NDJSON, live, optionally resuming or starting with a tail."""
-    return await _open_stream(
-        request,
-        [validate_topic(topic)],
-        multi=False,
-        fmt=format,
-        queue=queue,
-        overflow=overflow,
-        last_event_id=last_event_id_header or last_event_id,
-        tail=tail,
-        max_events=max_events,
-        max_duration=max_duration,
-    )
+    return await _stream(request, [topic], multi=False)
 
 
 @router.get("/events", summary="Subscribe to several topics and patterns", responses=_STREAM_RESPONSES)
@@ -206,27 +126,16 @@ async def subscribe_many(
     request: Request,
     topic: Annotated[list[str], Query(description="a topic or a pattern with *; repeat for more")] = [],  # noqa: B006
     format: Annotated[str | None, _FORMAT] = None,
-    queue: Annotated[int | None, _QUEUE] = None,
+    queue: Annotated[str | None, _QUEUE] = None,
     overflow: Annotated[str | None, _OVERFLOW] = None,
     last_event_id: Annotated[str | None, _LAST_ID] = None,
-    tail: Annotated[int | None, _TAIL] = None,
-    max_events: Annotated[int | None, _MAX_EVENTS] = None,
-    max_duration: Annotated[float | None, _MAX_DURATION] = None,
+    tail: Annotated[str | None, _TAIL] = None,
+    max_events: Annotated[str | None, _MAX_EVENTS] = None,
+    max_duration: Annotated[str | None, _MAX_DURATION] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """One stream of several topics; SSE `data:` carries the whole event object, topic included."""
-    return await _open_stream(
-        request,
-        list(dict.fromkeys(topic)),
-        multi=True,
-        fmt=format,
-        queue=queue,
-        overflow=overflow,
-        last_event_id=last_event_id_header or last_event_id,
-        tail=tail,
-        max_events=max_events,
-        max_duration=max_duration,
-    )
+    return await _stream(request, list(dict.fromkeys(topic)), multi=True)
 
 
 @router.get(

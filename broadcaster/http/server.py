@@ -6,9 +6,16 @@ waiting until its graceful timeout. `Server` overrides `shutdown()` to end every
 stream first (each gets a `shutdown` control message with a jittered reconnect
 hint), so connections finish at once and the lifespan can close the hub.
 
-`expose_transport` hands a stream its connection's transport (uvicorn only), so
-that a socket stuck for `send_timeout_s` can be closed without cancelling the
-request task, which uvicorn would report as an error.
+`ServerApp` is the application uvicorn runs. It does two things before the
+FastAPI app sees a request:
+- it hands a stream its uvicorn connection (the request cycle, which holds the
+  transport), so that a stream can write events straight to an idle socket (the
+  fast path of `Subscription.offer`), and close a socket stuck for
+  `send_timeout_s` without cancelling the request task, which uvicorn would
+  report as an error. Under other servers streams take the ASGI path only;
+- it serves GET on the stream paths itself (`subscribe.stream_endpoint`), with
+  the same parser and opener as the FastAPI routes but without the framework's
+  middleware frames, which would otherwise stay alive under every open stream.
 """
 
 from __future__ import annotations
@@ -17,26 +24,32 @@ import logging
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._config import Settings
 from .app import LIVE_HUBS, create_app
-from .streaming import TRANSPORT_SCOPE_KEY
+from .streaming import CONNECTION_SCOPE_KEY
+from .subscribe import is_stream_path, stream_endpoint
 
 logger = logging.getLogger(__name__)
 
 
-class expose_transport:
-    """ASGI wrapper: put uvicorn's transport for the connection into the scope."""
+class ServerApp:
+    """The ASGI app uvicorn runs: the FastAPI `app`, with streams served on a lane of their own."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: FastAPI) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            transport = getattr(getattr(send, "__self__", None), "transport", None)
-            if transport is not None:
-                scope[TRANSPORT_SCOPE_KEY] = transport
+            # uvicorn's `send` is a bound method of its request cycle, which holds the transport.
+            cycle = getattr(send, "__self__", None)
+            if getattr(cycle, "transport", None) is not None:
+                scope[CONNECTION_SCOPE_KEY] = cycle
+            if scope["method"] == "GET" and is_stream_path(scope["path"]):
+                await stream_endpoint(self.app.state, scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -51,7 +64,7 @@ class Server(uvicorn.Server):
 
 def create_server_app() -> ASGIApp:
     """The factory uvicorn imports (also in worker processes): settings from the environment."""
-    return expose_transport(create_app(Settings.from_env()))
+    return ServerApp(create_app(Settings.from_env()))
 
 
 def make_config(settings: Settings, *, app: ASGIApp | None = None, **overrides: Any) -> uvicorn.Config:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
 from typing import Any, Self
 
 from starlette.responses import Response
@@ -32,8 +32,8 @@ from .encoders import Encoder
 
 logger = logging.getLogger(__name__)
 
-#: Scope key under which `expose_transport` puts the connection's transport (uvicorn only).
-TRANSPORT_SCOPE_KEY = "broadcaster.transport"
+#: Scope key under which `server.ServerApp` puts uvicorn's request cycle (transport, raw send).
+CONNECTION_SCOPE_KEY = "broadcaster.connection"
 
 
 class EventStream(Response):
@@ -49,7 +49,6 @@ class EventStream(Response):
         retry_ms: int = 0,
         max_events: int | None = None,
         max_duration: float | None = None,
-        headers: dict[str, str] | None = None,
     ) -> None:
         self.sub = sub
         self.encoder = encoder
@@ -61,10 +60,9 @@ class EventStream(Response):
         self.status_code = 200
         self.background = None
         self.media_type = encoder.media_type
-        stream_headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        stream_headers.update(headers or {})
-        self.init_headers(stream_headers)
+        self.raw_headers = _stream_headers(encoder.media_type)
         self.heartbeat_due = False
+        self.wrote = False  # set by direct writes; the monitor turns it into `last_write`
         self.last_write = 0.0
         self.sending_since = 0.0
         self.deadline = 0.0
@@ -72,19 +70,31 @@ class EventStream(Response):
         self.aborted = False
         self._task: asyncio.Task[Any] | None = None
         self._transport: Any = None
+        self._direct = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
-        self._transport = scope.get(TRANSPORT_SCOPE_KEY)
+        cycle = scope.get(CONNECTION_SCOPE_KEY)
+        self._transport = getattr(cycle, "transport", None)
         self.last_write = loop.time()
         if self.max_duration is not None:
             self.deadline = self.last_write + self.max_duration
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if scope.get("method") == "HEAD":
+            # The headers a GET would get, and no stream: an endless body would never end a HEAD.
+            self.sub.close()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        # Body chunks go to the server's own send, past the middleware send wrappers (which
+        # only watch for the response start); the direct path writes HTTP/1.1 chunks itself,
+        # so it needs the server to be using chunked transfer encoding for this response.
+        body_send: Send = getattr(cycle, "send", None) or send
+        self._direct = self.max_events is None and getattr(cycle, "chunked_encoding", None) is True
         watcher = loop.create_task(self._watch(receive))
         self.monitor.add(self)
         try:
-            await self._run(send)
+            await self._run(body_send)
         except asyncio.CancelledError:
             # The monitor's fallback abort (no transport to close) cancels this task;
             # like asyncio.timeout, swallow only a cancellation that is ours alone.
@@ -116,46 +126,41 @@ class EventStream(Response):
             preamble = encoder.preamble(self.retry_ms)
             if preamble:
                 await self._write(send, preamble)
-            skip: dict[str, EventId] = {}
+            floor: EventId | None = None
             if self.replay is not None:
-                async for page in self._replayed():
+                async for page in self.replay.pages(self.max_events):
+                    if self.sub.ended:
+                        break
                     await self._write(send, encoder.encode(page))
-                await self._write(send, encoder.control(self.replay.live()))
-                skip = dict(self.replay.last)
-            await self._live(send, skip)
+                if self.max_events is not None and self.replay.replayed >= self.max_events:
+                    self.sub.finish()  # the replay used up max_events: no `live`, nothing follows
+                elif not self.sub.ended:
+                    await self._write(send, encoder.control(self.replay.live()))
+                floor = self.replay.floor
+            await self._live(send, floor)
         except BackendError as exc:
             logger.warning("stream ended by a backend error: %s", exc)
             await self._write(send, encoder.control(Control("error", {"reason": "backend unavailable"})))
         except Exception:
             logger.exception("stream failed")
             await self._write(send, encoder.control(Control("error", {"reason": "server fault"})))
+        finally:
+            self.sub.sink = None
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _replayed(self) -> AsyncIterator[list[Event | Control]]:
-        assert self.replay is not None
-        remaining = self.max_events
-        async for page in self.replay.pages():
-            if self.sub.ended:
-                return
-            if remaining is not None:
-                page = _take_events(page, remaining)
-                remaining -= sum(1 for item in page if type(item) is Event)
-            yield page
-            if remaining == 0:
-                self.sub.finish()
-                return
-
-    async def _live(self, send: Send, skip: dict[str, EventId]) -> None:
+    async def _live(self, send: Send, floor: EventId | None) -> None:
         sub = self.sub
         encoder = self.encoder
         remaining = self.max_events
         if remaining is not None and self.replay is not None:
             remaining -= self.replay.replayed
         while True:
+            if self._direct and floor is None and sub.sink is None:
+                sub.sink = self
             await sub.wait()
             items = sub.drain()
-            if skip and items:
-                items = _skip_replayed(items, skip)
+            if floor is not None and items:
+                items, floor = _skip_replayed(items, floor)
             if remaining is not None and items:
                 items = _take_events(items, remaining)
                 remaining -= sum(1 for item in items if type(item) is Event)
@@ -173,6 +178,15 @@ class EventStream(Response):
             if ended:
                 return
 
+    def push(self, event: Event) -> bool:
+        """The `Sink` fast path: write `event` as a chunk now if the socket has nothing pending."""
+        transport = self._transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        transport.write(self.encoder.chunk(event))
+        self.wrote = True
+        return True
+
     def abort(self) -> None:
         """Close a stream whose socket takes nothing: close the transport, else cancel the writer."""
         if self.aborted:
@@ -186,16 +200,26 @@ class EventStream(Response):
             self._task.cancel()
 
 
-def _skip_replayed(items: list[Item], skip: dict[str, EventId]) -> list[Item]:
-    """Drop held live events the replay already sent; forget a topic once past its seam."""
-    kept: list[Item] = []
-    for item in items:
-        if type(item) is Event and item.topic in skip:
-            if item.seq <= skip[item.topic]:
-                continue
-            del skip[item.topic]
-        kept.append(item)
-    return kept
+@functools.cache
+def _stream_headers(media_type: str) -> list[tuple[bytes, bytes]]:
+    """The stream headers, built once per media type and shared by every stream (never compressed)."""
+    charset = "; charset=utf-8" if media_type.startswith("text/") else ""
+    return [
+        (b"content-type", (media_type + charset).encode("latin-1")),
+        (b"cache-control", b"no-store"),
+        (b"x-accel-buffering", b"no"),
+    ]
+
+
+def _skip_replayed(items: list[Item], floor: EventId) -> tuple[list[Item], EventId | None]:
+    """Drop held live events the replay covered (id up to `floor`); None once past the seam.
+
+    Live events come in id order, so after the first one above `floor` none is at or below it.
+    """
+    for index, item in enumerate(items):
+        if type(item) is Event and item.seq > floor:
+            return [i for i in items[:index] if type(i) is not Event] + items[index:], None
+    return [i for i in items if type(i) is not Event], floor
 
 
 def _take_events(items: list[Item], count: int) -> list[Item]:
@@ -248,6 +272,9 @@ class StreamMonitor:
 
     def sweep(self, now: float) -> None:
         for stream in list(self.streams):
+            if stream.wrote:
+                stream.wrote = False
+                stream.last_write = now
             if stream.sending_since and now - stream.sending_since >= self.send_timeout_s:
                 logger.info("closing a stream whose socket accepted nothing for %.1fs", self.send_timeout_s)
                 self.aborted += 1

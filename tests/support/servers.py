@@ -13,7 +13,7 @@ import httpx
 
 from broadcaster import Settings
 from broadcaster.http import create_app
-from broadcaster.http.server import Server, expose_transport, make_config
+from broadcaster.http.server import Server, ServerApp, make_config
 
 from .redis_server import free_port
 from .waiting import eventually_sync
@@ -25,7 +25,7 @@ class ThreadServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.replace(port=settings.port if settings.port != 8000 else free_port())
         self.app = create_app(self.settings)
-        config = make_config(self.settings, app=expose_transport(self.app), log_level="warning")
+        config = make_config(self.settings, app=ServerApp(self.app), log_level="warning")
         self.server = Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test-server", daemon=True)
 
