@@ -203,7 +203,7 @@ async def topics(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/healthz", summary="Liveness")
+@router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness")
 async def healthz(request: Request) -> JSONResponse:
     """200 while the process and its event pump live; 503 after a fault."""
     hub = _hub(request)
@@ -212,7 +212,7 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "version": __version__})
 
 
-@router.get("/readyz", summary="Readiness")
+@router.api_route("/readyz", methods=["GET", "HEAD"], summary="Readiness")
 async def readyz(request: Request) -> JSONResponse:
     """200 when the backend answers; 503 with Retry-After otherwise."""
     hub = _hub(request)

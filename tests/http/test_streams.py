@@ -392,6 +392,15 @@ async def test_healthz_and_readyz(settings, client_factory, backend_kind):
         assert ready.json() == {"status": "ready", "backend": backend_kind}
 
 
+async def test_healthz_and_readyz_answer_head_for_probes(settings, client_factory):
+    """`curl -I` and load balancers probe with HEAD: same status, no body."""
+    async with client_factory(settings) as client:
+        for path in ("/healthz", "/readyz"):
+            response = await client.head(path)
+            assert response.status_code == 200, path
+            assert response.content == b""
+
+
 def _metrics(text: str) -> dict[str, float]:
     values: dict[str, float] = {}
     for line in text.splitlines():
