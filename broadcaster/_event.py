@@ -119,14 +119,20 @@ class Event:
 
     @property
     def ndjson(self) -> bytes:
-        """The NDJSON line: `{"id","topic","type","ts","data"}` and a newline."""
+        """The NDJSON line: `{"id","topic","type","ts","data"}` and a newline. Cached: subscribers share it."""
         line = self._ndjson
         if line is None:
-            # topic, type and id only hold [A-Za-z0-9._:-], so they need no JSON escaping.
-            head = f'{{"id":"{self.id}","topic":"{self.topic}","type":"{self.type}","ts":{self.ts},"data":'
-            line = head.encode() + _line_safe(self.data) + b"}\n"
-            self._ndjson = line
+            line = self._ndjson = self.render_ndjson()
         return line
+
+    def render_ndjson(self) -> bytes:
+        """The NDJSON line without caching it (a history download reads events once; caching
+        their lines would grow a memory backend's history by the size of the download)."""
+        if self._ndjson is not None:
+            return self._ndjson
+        # topic, type and id only hold [A-Za-z0-9._:-], so they need no JSON escaping.
+        head = f'{{"id":"{self.id}","topic":"{self.topic}","type":"{self.type}","ts":{self.ts},"data":'
+        return head.encode() + _line_safe(self.data) + b"}\n"
 
     def as_dict(self) -> dict[str, Any]:
         """The NDJSON envelope as a dict (payload deserialised)."""

@@ -166,7 +166,7 @@ async def history(
         while True:
             events = page.events if remaining is None else page.events[:remaining]
             if events:
-                yield b"".join([e.ndjson for e in events])
+                yield b"".join([e.render_ndjson() for e in events])
             if remaining is not None:
                 remaining -= len(events)
             if len(page.events) < HISTORY_PAGE or remaining == 0 or not events:
