@@ -1,21 +1,361 @@
-"""Streamed ingest: NDJSON or text lines and backlog uploads on POST /topics/{topic}/events."""
+"""Streamed ingest: NDJSON or text lines and backlog uploads on POST /topics/{topic}/events.
+
+```
+request.stream() -> size limit -> [multipart: the `file` field's bytes] -> LineSplitter -> one parse per line
+                                                                            -> hub.publish_many per chunk
+```
+
+Nothing holds the body: each chunk is split into lines as it arrives, and the
+lines it completes are published together (one `publish_many`, so one Redis
+round trip per chunk rather than per line) as soon as they are parsed, never
+waiting for more data. A producer that keeps one POST open for hours therefore
+sees every line delivered as soon as it is sent. One batch is in flight while
+the next chunk is read and parsed; the next batch starts only after it, so the
+order of the lines is kept. A bad line is rejected alone; the answer
+counts accepted and rejected lines and names the first rejected ones.
+
+The answer's counters only move once a batch is published, so on a 413 (the
+body passed `max_body_bytes`) or a 503 (the backend failed mid-stream) `lines`
+says exactly how far the server got: a producer resends from line `lines + 1`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import orjson
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
+from .._config import Settings
+from .._event import Event
+from .._exceptions import BackendError, HubClosed
 from .._hub import Hub
-from .errors import ClientError
+from .errors import RETRY_AFTER_S, ClientError
+from .lines import Line, LineSplitter, TooLong
+from .uploads import END_OF_FILE, FileField, MultipartParseError, boundary_of
 
-SUPPORTED = ("application/json", "application/x-ndjson", "text/plain", "multipart/form-data")
+logger = logging.getLogger(__name__)
+
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"})
+TEXT_TYPE = "text/plain"
+MULTIPART_TYPE = "multipart/form-data"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+#: Most lines in one `publish_many`: bounds one Redis script's run and one loop step.
+MAX_BATCH = 1000
+#: Rejected lines named in the answer (all are counted).
+MAX_ERRORS = 20
+
+_BOM = b"\xef\xbb\xbf"
+# orjson says "line 1 column 7 (char 6)" of the line it parsed: only the column means anything to the sender.
+_POSITION = re.compile(r": line \d+ column (\d+) \(char \d+\)$")
+
+
+class _Stop(Exception):
+    """End the ingest early with an error answer that carries the report so far."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+class _Body:
+    """`request.stream()`, cut at `limit` bytes: the part before the limit is yielded, then `truncated` is set."""
+
+    def __init__(self, request: Request, limit: int) -> None:
+        self.request = request
+        self.limit = limit
+        self.received = 0
+        self.truncated = False
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        async with contextlib.aclosing(self.request.stream()) as stream:
+            async for chunk in stream:
+                room = self.limit - self.received
+                self.received += len(chunk)
+                if len(chunk) > room:
+                    self.truncated = True
+                    if room > 0:
+                        yield chunk[:room]
+                    return
+                if chunk:
+                    yield chunk
+
+
+class _Ingest:
+    """Lines in, events out: parsing, batching, and the answer's report."""
+
+    def __init__(self, hub: Hub, topic: str, event_type: str, *, text: bool, max_event_bytes: int) -> None:
+        self.hub = hub
+        self.topic = topic
+        self.event_type = event_type
+        self.text = text
+        self.max_event_bytes = max_event_bytes
+        self.splitter = LineSplitter(max_event_bytes + 1)  # + 1: room for the CR of a CRLF line
+        self.lines = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.errors: list[dict[str, Any]] = []
+        self.first_id: str | None = None
+        self.last_id: str | None = None
+        self.truncated = False
+        self._numbered = 0  # lines parsed; `lines` counts those answered for (their batch published)
+        self._in_flight: asyncio.Task[list[Event]] | None = None
+        self._in_flight_lines: tuple[list[dict[str, Any]], int] = ([], 0)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "lines": self.lines,
+            "errors": self.errors,
+            "first_id": self.first_id,
+            "last_id": self.last_id,
+            "truncated": self.truncated,
+        }
+
+    async def feed(self, chunk: bytes) -> None:
+        await self._take(self.splitter.feed(chunk))
+
+    async def end_of_file(self) -> None:
+        await self._take(self.splitter.end())
+
+    async def _take(self, lines: Sequence[Line]) -> None:
+        if not lines:
+            return
+        parse = self._text_line if self.text else self._json_line
+        items: list[tuple[str, bytes]] = []
+        errors: list[dict[str, Any]] = []
+        event_type = self.event_type
+        number = self._numbered
+        for line in lines:
+            number += 1
+            data = parse(line, number, errors)
+            if data is not None:
+                items.append((event_type, data))
+                if len(items) >= MAX_BATCH:
+                    self._numbered = number
+                    await self._publish(items, errors, number)
+                    items, errors = [], []
+        self._numbered = number
+        await self._publish(items, errors, number)
+
+    async def _publish(self, items: list[tuple[str, bytes]], errors: list[dict[str, Any]], number: int) -> None:
+        """Start publishing a batch once the previous one is done (one in flight, so order is kept)."""
+        await self.settle()
+        if items:
+            self._in_flight = asyncio.create_task(self.hub.publish_many(self.topic, items))
+            self._in_flight_lines = (errors, number)
+        else:
+            self._count([], errors, number)
+
+    async def settle(self) -> None:
+        """Wait for the batch in flight and count it in the report; raises what its publish raised."""
+        task = self._in_flight
+        if task is None:
+            return
+        self._in_flight = None
+        errors, number = self._in_flight_lines
+        self._count(await task, errors, number)
+
+    async def settle_quietly(self) -> None:
+        """`settle()` when the answer is decided already: a failed batch is just not counted."""
+        with contextlib.suppress(BackendError, HubClosed):
+            await self.settle()
+
+    async def abandon(self) -> None:
+        """Cancel a batch still in flight (the request failed or was cancelled): no orphan task."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()  # retrieved: not logged as "never retrieved"
+
+    def _count(self, events: list[Event], errors: list[dict[str, Any]], number: int) -> None:
+        if events:
+            if self.first_id is None:
+                self.first_id = events[0].id
+            self.last_id = events[-1].id
+            self.accepted += len(events)
+        if errors:
+            self.rejected += len(errors)
+            room = MAX_ERRORS - len(self.errors)
+            if room > 0:
+                self.errors.extend(errors[:room])
+        self.lines = number
+
+    def _json_line(self, line: Line, number: int, errors: list[dict[str, Any]]) -> bytes | None:
+        if isinstance(line, TooLong):
+            errors.append(self._too_long(number, line.size))
+            return None
+        data = line.strip()
+        if number == 1 and data.startswith(_BOM):
+            data = data[3:].strip()
+        if not data:
+            return None
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            errors.append(_bad_line(number, data, "invalid JSON: " + _POSITION.sub(r" at column \1", str(exc))))
+            return None
+        if b"\r" in data:  # a CR inside the line is JSON whitespace: put the value on one line
+            data = orjson.dumps(value)
+        if len(data) > self.max_event_bytes:
+            errors.append(self._too_long(number, len(data)))
+            return None
+        return data
+
+    def _text_line(self, line: Line, number: int, errors: list[dict[str, Any]]) -> bytes | None:
+        if isinstance(line, TooLong):
+            errors.append(self._too_long(number, line.size))
+            return None
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if number == 1 and line.startswith(_BOM):
+            line = line[3:]
+        if not line.strip():
+            return None
+        if len(line) > self.max_event_bytes:
+            errors.append(self._too_long(number, len(line)))
+            return None
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            errors.append(_bad_line(number, line, ""))
+            return None
+        data = orjson.dumps(text)
+        if len(data) > self.max_event_bytes:
+            reason = f"line is {len(data)} bytes as a JSON string, the limit is {self.max_event_bytes} bytes"
+            errors.append({"line": number, "code": "too_long", "reason": reason})
+            return None
+        return data
+
+    def _too_long(self, number: int, size: int) -> dict[str, Any]:
+        reason = f"line is {size} bytes, the limit is {self.max_event_bytes} bytes (max_event_bytes)"
+        return {"line": number, "code": "too_long", "reason": reason}
+
+
+def _bad_line(number: int, data: bytes, json_reason: str) -> dict[str, Any]:
+    """Name what is wrong with a line: not UTF-8 (with the offending byte), else the JSON error."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = data[exc.start]
+        reason = f"not UTF-8: byte 0x{byte:02x} at column {exc.start + 1} ({exc.reason})"
+        return {"line": number, "code": "invalid_utf8", "reason": reason}
+    return {"line": number, "code": "invalid_json", "reason": json_reason}
 
 
 async def ingest(request: Request, hub: Hub, topic: str, event_type: str, kind: str) -> Response:
-    """Publish a streamed body line by line and answer with a report."""
-    raise ClientError(
-        415,
-        "unsupported_media_type",
-        f"Content-Type {kind!r} is not supported: send application/json (one event; with curl, "
-        "-H 'Content-Type: application/json')",
-    )
+    """Publish a streamed body line by line and answer with a report (see the module docstring).
+
+    200 with the report; 413, 503 or 400 with `{"error": ..., "report": ...}` when the
+    body was cut by the size limit, the backend failed, or a multipart body was malformed;
+    422 with the same shape when no line at all was accepted.
+    """
+    settings: Settings = request.app.state.settings
+    boundary = b""
+    if kind == MULTIPART_TYPE:
+        boundary = boundary_of(request.headers.get("content-type", ""))
+    elif kind not in NDJSON_TYPES and kind != TEXT_TYPE:
+        # `curl -d` sends form encoding unless told otherwise: the commonest first mistake.
+        hint = " (curl -d sends this: add -H 'Content-Type: application/json')" if kind == FORM_TYPE else ""
+        raise ClientError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {kind!r} is not supported{hint}: send application/json (one event), application/x-ndjson "
+            "(one JSON value per line), text/plain (one event per line) or multipart/form-data with a file field",
+        )
+    job = _Ingest(hub, topic, event_type, text=kind == TEXT_TYPE, max_event_bytes=settings.max_event_bytes)
+    body = _Body(request, settings.max_body_bytes)
+    try:
+        if kind == MULTIPART_TYPE:
+            await _read_upload(job, body, boundary)
+        else:
+            async with contextlib.aclosing(body.chunks()) as chunks:
+                async for chunk in chunks:
+                    await job.feed(chunk)
+            if not body.truncated:
+                await job.end_of_file()
+        await job.settle()
+    except ClientDisconnect:
+        # Completed lines are published (a batch in flight finishes); the partial last line is dropped.
+        await job.settle_quietly()
+        logger.info(
+            "ingest on %s: the client disconnected mid-body after %d lines (%d accepted); partial line dropped",
+            topic,
+            job.lines,
+            job.accepted,
+            extra={"topic": topic, "lines": job.lines, "accepted": job.accepted},
+        )
+        return Response(status_code=400)  # nobody reads it: the connection is gone
+    except BackendError as exc:
+        job.truncated = True
+        message = f"the backend failed after line {job.lines}, resend from line {job.lines + 1}: {exc}"
+        return _stopped(job, 503, "backend_unavailable", message, {"Retry-After": str(RETRY_AFTER_S)})
+    except HubClosed:
+        job.truncated = True
+        message = f"the server is stopping; lines after line {job.lines} were not read"
+        return _stopped(job, 503, "shutting_down", message, {"Retry-After": str(RETRY_AFTER_S)})
+    except _Stop as stop:
+        await job.settle_quietly()
+        job.truncated = True
+        return _stopped(job, stop.status, stop.code, stop.message, stop.headers)
+    finally:
+        await job.abandon()
+    if body.truncated:
+        job.truncated = True
+        limit = settings.max_body_bytes
+        message = (
+            f"the body is over the limit of {limit} bytes (max_body_bytes): it was cut there; "
+            f"lines up to line {job.lines} were read, resend the rest from line {job.lines + 1} in another request"
+        )
+        return _stopped(job, 413, "payload_too_large", message)
+    if job.accepted == 0 and job.rejected > 0:
+        message = f"none of the {job.rejected} non-blank lines was accepted; see report.errors"
+        return _stopped(job, 422, "no_valid_lines", message)
+    return JSONResponse(job.report())
+
+
+async def _read_upload(job: _Ingest, body: _Body, boundary: bytes) -> None:
+    """The `file` field of a multipart body through the same line handling; other fields are skipped."""
+    upload = FileField(boundary, "file")
+    async with contextlib.aclosing(body.chunks()) as chunks:
+        async for chunk in chunks:
+            try:
+                pieces = upload.feed(chunk)
+            except MultipartParseError as exc:
+                raise _Stop(400, "invalid_multipart", f"the multipart body is malformed: {exc}") from None
+            for piece in pieces:
+                if piece is END_OF_FILE:
+                    await job.end_of_file()
+                else:
+                    await job.feed(piece)
+    if body.truncated:
+        return
+    if not upload.found:
+        raise _Stop(
+            400,
+            "missing_field",
+            'the multipart body has no "file" field: send the NDJSON backlog as the field named file '
+            "(curl -F file=@backlog.ndjson ...)",
+        )
+    if not upload.complete:
+        raise _Stop(400, "invalid_multipart", "the multipart body ended before its closing boundary")
+
+
+def _stopped(job: _Ingest, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    content = {"error": {"code": code, "message": message}, "report": job.report()}
+    return JSONResponse(content, status_code=status, headers=headers)

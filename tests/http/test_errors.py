@@ -90,7 +90,7 @@ BAD_BODIES = [
         {"content": b"x=1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
         415,
         "unsupported_media_type",
-        ["application/x-www-form-urlencoded", "send application/json"],
+        ["application/x-www-form-urlencoded", "send application/json", "-H 'Content-Type: application/json'"],
         id="curl-d-default-form",
     ),
     pytest.param(
