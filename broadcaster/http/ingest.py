@@ -58,15 +58,8 @@ _BOM = b"\xef\xbb\xbf"
 _POSITION = re.compile(r": line \d+ column (\d+) \(char \d+\)$")
 
 
-class _Stop(Exception):
+class _Stop(ClientError):
     """End the ingest early with an error answer that carries the report so far."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
 
 
 class _Body:

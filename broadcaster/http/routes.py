@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import __version__
@@ -87,15 +87,27 @@ async def _stream(request: Request, selectors: list[str], *, multi: bool) -> Res
     return await open_stream(_hub(request), request.app.state.monitor, settings, parsed)
 
 
+def _param(name: str, kind: str, description: str, where: str = "query") -> dict[str, Any]:
+    return {"name": name, "in": where, "required": False, "schema": {"type": kind}, "description": description}
+
+
 # The stream parameters are declared for /docs only: `parse_stream_request` reads them from the
 # query string itself, as the bare ASGI lane (subscribe.stream_endpoint) does.
-_FORMAT = Query(description="sse or ndjson; default: sse if Accept names text/event-stream, else ndjson")
-_QUEUE = Query(description="this subscriber's queue length (events), up to the server's max_queue_size")
-_OVERFLOW = Query(description="disconnect (default), drop-oldest or drop-newest")
-_LAST_ID = Query(description="resume after this event id (same as the Last-Event-ID header)")
-_TAIL = Query(description="start with the last N retained events, then live")
-_MAX_EVENTS = Query(description="end the stream after this many events")
-_MAX_DURATION = Query(description="end the stream after this many seconds")
+_STREAM_PARAMETERS = [
+    _param("format", "string", "sse or ndjson; default: sse if Accept names text/event-stream, else ndjson"),
+    _param("queue", "integer", "this subscriber's queue length (events), up to the server's max_queue_size"),
+    _param("overflow", "string", "disconnect (default), drop-oldest or drop-newest"),
+    _param("last_event_id", "string", "resume after this event id (same as the Last-Event-ID header)"),
+    _param("Last-Event-ID", "string", "resume after this event id (sent by EventSource itself)", "header"),
+    _param("tail", "integer", "start with the last N retained events, then live"),
+    _param("max_events", "integer", "end the stream after this many events"),
+    _param("max_duration", "number", "end the stream after this many seconds"),
+]
+_TOPICS_PARAMETER = {
+    **_param("topic", "array", "a topic or a pattern with *; repeat for more"),
+    "required": True,
+    "schema": {"type": "array", "items": {"type": "string"}},
+}
 _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "An endless stream of events",
@@ -104,38 +116,26 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/topics/{topic}/events", summary="Subscribe to a topic", responses=_STREAM_RESPONSES)
-async def subscribe_topic(
-    request: Request,
-    topic: str,
-    format: Annotated[str | None, _FORMAT] = None,
-    queue: Annotated[str | None, _QUEUE] = None,
-    overflow: Annotated[str | None, _OVERFLOW] = None,
-    last_event_id: Annotated[str | None, _LAST_ID] = None,
-    tail: Annotated[str | None, _TAIL] = None,
-    max_events: Annotated[str | None, _MAX_EVENTS] = None,
-    max_duration: Annotated[str | None, _MAX_DURATION] = None,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> Response:
+@router.get(
+    "/topics/{topic}/events",
+    summary="Subscribe to a topic",
+    responses=_STREAM_RESPONSES,
+    openapi_extra={"parameters": _STREAM_PARAMETERS},
+)
+async def subscribe_topic(request: Request, topic: str) -> Response:
     """Stream a topic's events as SSE or NDJSON, live, optionally resuming or starting with a tail."""
     return await _stream(request, [topic], multi=False)
 
 
-@router.get("/events", summary="Subscribe to several topics and patterns", responses=_STREAM_RESPONSES)
-async def subscribe_many(
-    request: Request,
-    topic: Annotated[list[str], Query(description="a topic or a pattern with *; repeat for more")] = [],  # noqa: B006
-    format: Annotated[str | None, _FORMAT] = None,
-    queue: Annotated[str | None, _QUEUE] = None,
-    overflow: Annotated[str | None, _OVERFLOW] = None,
-    last_event_id: Annotated[str | None, _LAST_ID] = None,
-    tail: Annotated[str | None, _TAIL] = None,
-    max_events: Annotated[str | None, _MAX_EVENTS] = None,
-    max_duration: Annotated[str | None, _MAX_DURATION] = None,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> Response:
+@router.get(
+    "/events",
+    summary="Subscribe to several topics and patterns",
+    responses=_STREAM_RESPONSES,
+    openapi_extra={"parameters": [_TOPICS_PARAMETER, *_STREAM_PARAMETERS]},
+)
+async def subscribe_many(request: Request) -> Response:
     """One stream of several topics; SSE `data:` carries the whole event object, topic included."""
-    return await _stream(request, list(dict.fromkeys(topic)), multi=True)
+    return await _stream(request, list(dict.fromkeys(request.query_params.getlist("topic"))), multi=True)
 
 
 @router.get(
@@ -203,7 +203,8 @@ async def topics(request: Request) -> JSONResponse:
     )
 
 
-@router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness")
+@router.head("/healthz", include_in_schema=False)
+@router.get("/healthz", summary="Liveness")
 async def healthz(request: Request) -> JSONResponse:
     """200 while the process and its event pump live; 503 after a fault."""
     hub = _hub(request)
@@ -212,7 +213,8 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "version": __version__})
 
 
-@router.api_route("/readyz", methods=["GET", "HEAD"], summary="Readiness")
+@router.head("/readyz", include_in_schema=False)
+@router.get("/readyz", summary="Readiness")
 async def readyz(request: Request) -> JSONResponse:
     """200 when the backend answers; 503 with Retry-After otherwise."""
     hub = _hub(request)

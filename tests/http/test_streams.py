@@ -392,6 +392,18 @@ async def test_healthz_and_readyz(settings, client_factory, backend_kind):
         assert ready.json() == {"status": "ready", "backend": backend_kind}
 
 
+async def test_openapi_documents_every_route_and_stream_parameter(make_settings, client_factory):
+    """/docs works and names the stream parameters (warnings are errors in this suite)."""
+    async with client_factory(make_settings()) as client:
+        assert (await client.get("/docs")).status_code == 200
+        spec = (await client.get("/openapi.json")).json()
+    for path in ("/topics/{topic}/events", "/events", "/topics/{topic}/history", "/topics", "/healthz", "/readyz"):
+        assert path in spec["paths"], path
+    names = {p["name"] for p in spec["paths"]["/events"]["get"]["parameters"]}
+    assert {"topic", "format", "queue", "overflow", "last_event_id", "Last-Event-ID", "tail"} <= names
+    assert "requestBody" in spec["paths"]["/topics/{topic}/events"]["post"]
+
+
 async def test_healthz_and_readyz_answer_head_for_probes(settings, client_factory):
     """`curl -I` and load balancers probe with HEAD: same status, no body."""
     async with client_factory(settings) as client:
