@@ -57,6 +57,9 @@ class Settings:
     queue_bytes: int = _setting(DEFAULT_QUEUE_BYTES, "per-subscriber queue cap in bytes of event data")
     overflow: OverflowPolicy = _setting(OverflowPolicy.DISCONNECT, "default overflow policy of a full queue")
     send_timeout_s: float = _setting(DEFAULT_SEND_TIMEOUT_S, "close a stream whose socket takes nothing this long")
+    coalesce_ms: float = _setting(
+        0.0, "hold deliveries up to this many ms to send each subscriber one write per window (less CPU, more latency)"
+    )
     max_event_bytes: int = _setting(DEFAULT_MAX_EVENT_BYTES, "largest serialised event data (and ingest line)")
     max_body_bytes: int = _setting(DEFAULT_MAX_BODY_BYTES, "largest streamed ingest body or upload")
     history_size: int = _setting(DEFAULT_HISTORY_SIZE, "events retained per topic for resume and history")
@@ -86,6 +89,8 @@ class Settings:
             # `not 0 < x < inf` also refuses nan; an infinite ttl would overflow the backend's ms arithmetic.
             if not 0 < getattr(self, name) < math.inf:
                 raise ConfigError(f"{name} must be a finite number greater than 0, got {getattr(self, name)!r}")
+        if not 0 <= self.coalesce_ms <= 1000:
+            raise ConfigError(f"coalesce_ms must be between 0 and 1000, got {self.coalesce_ms!r}")
         if not 0 <= self.shutdown_grace_s < math.inf:
             raise ConfigError(f"shutdown_grace_s must be a finite number, at least 0, got {self.shutdown_grace_s!r}")
         if self.retry_ms < 0:

@@ -102,6 +102,8 @@ class Hub:
         self._last_ids: dict[str, str] = {}
         self._rate_marks: dict[str, tuple[float, int]] = {}
         self._rates: dict[str, float] = {}
+        self._dirty: list[Subscription] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
         self.metrics = HubMetrics()
         self.healthy = True
         self.failure: str | None = None
@@ -130,6 +132,10 @@ class Hub:
             return
         opened = self._state is _State.OPENED
         self._state = _State.CLOSED
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+            self._flush_dirty()  # what the window held goes out before the shutdown message
         self.end_streams(self.shutdown_message)
         for task in (self._pump_task, self._sync_task):
             if task is not None and not task.done():
@@ -233,6 +239,7 @@ class Hub:
             queue_bytes=queue_bytes or settings.queue_bytes,
             overflow=OverflowPolicy(overflow or settings.overflow),
             on_release=self._release,
+            on_dirty=self._mark_dirty if settings.coalesce_ms > 0 else None,
         )
         self._subscriptions.add(sub)
         for key in keys:
@@ -306,6 +313,23 @@ class Hub:
         return self.metrics.dropped_closed + sum(sub.dropped for sub in self._subscriptions)
 
     # -- the pump --------------------------------------------------------------------------
+
+    def _mark_dirty(self, sub: Subscription) -> None:
+        """Coalescing: `sub` has items; flush it with every other one when the window closes."""
+        self._dirty.append(sub)
+        if self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(self.settings.coalesce_ms / 1000, self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, []
+        for sub in dirty:
+            try:
+                sub.flush()
+            except Exception:  # one broken socket must not leave the others unflushed
+                logger.exception("flushing a subscription failed; waking its writer instead")
+                sub.wake()
 
     async def _pump(self) -> None:
         routes = self._routes

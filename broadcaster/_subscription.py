@@ -40,6 +40,10 @@ class Sink(Protocol):
         """Write `event` now if that costs no wait; return False to have it queued instead."""
         ...
 
+    def write(self, items: list[Item]) -> bool:
+        """Write `items` now if that costs no wait; return False to leave them to the consumer."""
+        ...
+
 
 _OPEN, _ENDING, _CLOSED = 0, 1, 2
 
@@ -69,6 +73,8 @@ class Subscription:
         "_end",
         "_last",
         "_on_release",
+        "_on_dirty",
+        "_dirty",
         "sink",
     )
 
@@ -80,6 +86,7 @@ class Subscription:
         queue_bytes: int,
         overflow: OverflowPolicy = OverflowPolicy.DISCONNECT,
         on_release: Callable[[Subscription], None] | None = None,
+        on_dirty: Callable[[Subscription], None] | None = None,
     ) -> None:
         self.selectors: tuple[str, ...] = tuple(selectors)
         self.queue_size = queue_size
@@ -100,6 +107,9 @@ class Subscription:
         self._end: Control | None = None
         self._last: Event | None = None
         self._on_release = on_release
+        #: With coalescing on, called (once per flush) instead of writing or waking at once.
+        self._on_dirty = on_dirty
+        self._dirty = False
         #: Set by a consumer whose socket can take events directly (see `offer`).
         self.sink: Sink | None = None
 
@@ -115,12 +125,14 @@ class Subscription:
             # (a topic and a pattern) arrives as the same object; deliver it once.
             return
         self._last = event
+        sink = self.sink
         # Fast path: nothing queued and the consumer parked in wait(), so nothing can be
         # in flight ahead of this event; a sink that can write it now skips the queue and
         # the consumer's wake-up entirely. Otherwise it is queued as usual, which keeps
         # the order and the bounds.
-        if self.sink is not None and self._waiter is not None and not self._queue and self.sink.push(event):
-            return
+        if sink is not None and self._on_dirty is None and self._waiter is not None and not self._queue:
+            if sink.push(event):
+                return
         size = event.size
         if self._events >= self.queue_size or self._bytes + size > self.queue_bytes:
             self._overflow(event, size)
@@ -130,7 +142,32 @@ class Subscription:
             self._bytes += size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            if sink is not None and self._on_dirty is not None:
+                # Coalescing: the hub flushes every such subscription once per window, so
+                # the events of the window leave in one write per subscriber.
+                if not self._dirty:
+                    self._dirty = True
+                    self._on_dirty(self)
+            else:
+                waiter.set_result(None)
+
+    def flush(self) -> None:
+        """Write what is queued straight to the sink, or wake the consumer to do it (coalescing).
+
+        A parked consumer means nothing is in flight ahead of the queue, so the sink
+        may write it all at once; a sink that cannot take it now (its socket is backed
+        up) leaves it to the consumer, whose writes wait for the socket.
+        """
+        self._dirty = False
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._state != _OPEN:
+            return
+        sink = self.sink
+        if self._queue and sink is not None and sink.write(self._queue):
+            self._queue = []
+            self._events = self._bytes = 0
+            return
+        waiter.set_result(None)
 
     def put_control(self, control: Control) -> None:
         """Queue a control message (`reset`, `live`); it costs no queue room."""

@@ -187,6 +187,19 @@ class EventStream(Response):
         self.wrote = True
         return True
 
+    def write(self, items: list[Item]) -> bool:
+        """The `Sink` coalesced path: write `items` as one HTTP chunk now if the socket has nothing pending."""
+        transport = self._transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        if len(items) == 1 and type(items[0]) is Event:
+            transport.write(self.encoder.chunk(items[0]))  # framed once for every subscriber
+        else:
+            frame = self.encoder.encode(items)
+            transport.write(b"%x\r\n%b\r\n" % (len(frame), frame))
+        self.wrote = True
+        return True
+
     def abort(self) -> None:
         """Close a stream whose socket takes nothing: close the transport, else cancel the writer."""
         if self.aborted:
