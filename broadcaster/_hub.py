@@ -103,7 +103,7 @@ class Hub:
         self._rate_marks: dict[str, tuple[float, int]] = {}
         self._rates: dict[str, float] = {}
         self._dirty: list[Subscription] = []
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
         self.metrics = HubMetrics()
         self.healthy = True
         self.failure: str | None = None
@@ -239,7 +239,7 @@ class Hub:
             queue_bytes=queue_bytes or settings.queue_bytes,
             overflow=OverflowPolicy(overflow or settings.overflow),
             on_release=self._release,
-            on_dirty=self._mark_dirty if settings.coalesce_ms > 0 else None,
+            dirty_list=self._dirty,
         )
         self._subscriptions.add(sub)
         for key in keys:
@@ -314,16 +314,20 @@ class Hub:
 
     # -- the pump --------------------------------------------------------------------------
 
-    def _mark_dirty(self, sub: Subscription) -> None:
-        """Coalescing: `sub` has items; flush it with every other one when the window closes."""
-        self._dirty.append(sub)
-        if self._flush_handle is None:
-            loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(self.settings.coalesce_ms / 1000, self._flush_dirty)
+    def _schedule_flush(self) -> None:
+        """Flush the subscriptions the last offers registered: at once after the burst, or after the window.
+
+        call_soon runs after the pump yields, so every event it could take without
+        waiting is queued by then and each subscriber gets one write per burst.
+        """
+        loop = asyncio.get_running_loop()
+        delay = self.settings.coalesce_ms / 1000
+        self._flush_handle = loop.call_later(delay, self._flush_dirty) if delay else loop.call_soon(self._flush_dirty)
 
     def _flush_dirty(self) -> None:
         self._flush_handle = None
-        dirty, self._dirty = self._dirty, []
+        dirty = self._dirty[:]
+        self._dirty.clear()  # the list object is shared with every subscription
         for sub in dirty:
             try:
                 sub.flush()
@@ -336,12 +340,15 @@ class Hub:
         counts = self._counts
         last_ids = self._last_ids
         metrics = self.metrics
+        dirty = self._dirty
         async for key, event in self.backend.messages():
             route = routes.get(key)
             if type(event) is Event:
                 if route is not None:
                     for sub in route.fanout:
                         sub.offer(event)
+                    if dirty and self._flush_handle is None:
+                        self._schedule_flush()
                 metrics.received += 1
                 topic = event.topic
                 counts[topic] = counts.get(topic, 0) + 1

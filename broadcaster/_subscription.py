@@ -34,11 +34,7 @@ Item = Event | Control
 
 
 class Sink(Protocol):
-    """A consumer that can take an event at once, without waiting (a stream's writable socket)."""
-
-    def push(self, event: Event) -> bool:
-        """Write `event` now if that costs no wait; return False to have it queued instead."""
-        ...
+    """A consumer that can take queued items at once, without waiting (a stream's writable socket)."""
 
     def write(self, items: list[Item]) -> bool:
         """Write `items` now if that costs no wait; return False to leave them to the consumer."""
@@ -73,7 +69,7 @@ class Subscription:
         "_end",
         "_last",
         "_on_release",
-        "_on_dirty",
+        "_dirty_list",
         "_dirty",
         "sink",
     )
@@ -86,7 +82,7 @@ class Subscription:
         queue_bytes: int,
         overflow: OverflowPolicy = OverflowPolicy.DISCONNECT,
         on_release: Callable[[Subscription], None] | None = None,
-        on_dirty: Callable[[Subscription], None] | None = None,
+        dirty_list: list[Subscription] | None = None,
     ) -> None:
         self.selectors: tuple[str, ...] = tuple(selectors)
         self.queue_size = queue_size
@@ -107,8 +103,8 @@ class Subscription:
         self._end: Control | None = None
         self._last: Event | None = None
         self._on_release = on_release
-        #: With coalescing on, called (once per flush) instead of writing or waking at once.
-        self._on_dirty = on_dirty
+        #: The hub's list of subscriptions to flush after this burst (or window) of offers.
+        self._dirty_list = dirty_list
         self._dirty = False
         #: Set by a consumer whose socket can take events directly (see `offer`).
         self.sink: Sink | None = None
@@ -125,14 +121,6 @@ class Subscription:
             # (a topic and a pattern) arrives as the same object; deliver it once.
             return
         self._last = event
-        sink = self.sink
-        # Fast path: nothing queued and the consumer parked in wait(), so nothing can be
-        # in flight ahead of this event; a sink that can write it now skips the queue and
-        # the consumer's wake-up entirely. Otherwise it is queued as usual, which keeps
-        # the order and the bounds.
-        if sink is not None and self._on_dirty is None and self._waiter is not None and not self._queue:
-            if sink.push(event):
-                return
         size = event.size
         if self._events >= self.queue_size or self._bytes + size > self.queue_bytes:
             self._overflow(event, size)
@@ -142,17 +130,18 @@ class Subscription:
             self._bytes += size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            if sink is not None and self._on_dirty is not None:
-                # Coalescing: the hub flushes every such subscription once per window, so
-                # the events of the window leave in one write per subscriber.
+            dirty = self._dirty_list
+            if self.sink is not None and dirty is not None:
+                # Fast path: no wake-up; the hub flushes the subscription once the burst
+                # (or the coalescing window) is over, so a burst leaves in one write.
                 if not self._dirty:
                     self._dirty = True
-                    self._on_dirty(self)
+                    dirty.append(self)
             else:
                 waiter.set_result(None)
 
     def flush(self) -> None:
-        """Write what is queued straight to the sink, or wake the consumer to do it (coalescing).
+        """Write what is queued straight to the sink, or wake the consumer to do it.
 
         A parked consumer means nothing is in flight ahead of the queue, so the sink
         may write it all at once; a sink that cannot take it now (its socket is backed
@@ -163,8 +152,9 @@ class Subscription:
         if waiter is None or waiter.done() or self._state != _OPEN:
             return
         sink = self.sink
-        if self._queue and sink is not None and sink.write(self._queue):
-            self._queue = []
+        queue = self._queue
+        if queue and sink is not None and sink.write(queue):
+            queue.clear()  # the sink wrote it synchronously and kept no reference
             self._events = self._bytes = 0
             return
         waiter.set_result(None)

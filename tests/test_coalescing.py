@@ -24,12 +24,6 @@ class RecordingSink:
         self.accepting = accepting
         self.writes: list[list[str]] = []
 
-    def push(self, event: Event) -> bool:
-        if not self.accepting:
-            return False
-        self.writes.append([event.id])
-        return True
-
     def write(self, items: list[Item]) -> bool:
         if not self.accepting:
             return False
@@ -57,7 +51,7 @@ async def test_coalescing_sends_a_windows_events_in_one_write():
         waiting.cancel()
 
 
-async def test_without_coalescing_each_event_is_written_at_once():
+async def test_without_coalescing_each_burst_is_written_at_once():
     async with Hub(MemoryBackend(), settings=Settings(**TEST_SETTINGS)) as hub:
         sub = await hub.subscribe(["t"])
         sink = sub.sink = RecordingSink()
@@ -123,3 +117,15 @@ async def test_coalesced_events_go_out_before_the_shutdown_message():
     finally:
         if running.thread.is_alive():
             server.__exit__(None, None, None)
+
+
+async def test_a_burst_of_events_leaves_in_one_write_without_coalescing():
+    """Ingest publishes a chunk's lines together: a subscriber gets them in one write, not one per event."""
+    async with Hub(MemoryBackend(), settings=Settings(**TEST_SETTINGS)) as hub:
+        sub = await hub.subscribe(["t"])
+        sink = sub.sink = RecordingSink()
+        waiting = await _parked(sub)
+        events = await hub.publish_many("t", [("message", b"%d" % n) for n in range(50)])
+        await eventually(lambda: sink.writes, within=2)
+        assert sink.writes == [[e.id for e in events]]
+        waiting.cancel()

@@ -178,17 +178,8 @@ class EventStream(Response):
             if ended:
                 return
 
-    def push(self, event: Event) -> bool:
-        """The `Sink` fast path: write `event` as a chunk now if the socket has nothing pending."""
-        transport = self._transport
-        if transport.is_closing() or transport.get_write_buffer_size():
-            return False
-        transport.write(self.encoder.chunk(event))
-        self.wrote = True
-        return True
-
     def write(self, items: list[Item]) -> bool:
-        """The `Sink` coalesced path: write `items` as one HTTP chunk now if the socket has nothing pending."""
+        """The `Sink` fast path: write `items` as one HTTP chunk now if the socket has nothing pending."""
         transport = self._transport
         if transport.is_closing() or transport.get_write_buffer_size():
             return False
