@@ -56,12 +56,12 @@ def redis_url(redis_server: RedisServer | str) -> str:
 
 
 @pytest.fixture
-def redis_server_factory() -> Iterator[Callable[[], RedisServer]]:
+def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
     """Private Redis servers a test may stop and start (they keep their port)."""
     servers: list[RedisServer] = []
 
-    def make() -> RedisServer:
-        server = RedisServer(_redis_binary())
+    def make(*extra_args: str) -> RedisServer:
+        server = RedisServer(_redis_binary(), extra_args=list(extra_args))
         servers.append(server)
         server.start()
         return server

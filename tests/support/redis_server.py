@@ -41,7 +41,9 @@ def _ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            answer = sock.recv(64)
+            return answer.startswith((b"+PONG", b"-NOAUTH"))  # up, with a password
+
     except OSError:
         return False
 
@@ -49,8 +51,9 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """A `redis-server`/`valkey-server` process on a free loopback port; stop() and start() keep the port."""
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(self, binary: str, port: int | None = None, extra_args: list[str] | None = None) -> None:
         self.binary = binary
+        self.extra_args = extra_args or []
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="broadcaster-redis-")
@@ -63,7 +66,7 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             return
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        args += ["--dir", self._dir.name, "--protected-mode", "no", "--loglevel", "warning"]
+        args += ["--dir", self._dir.name, "--protected-mode", "no", "--loglevel", "warning", *self.extra_args]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while not _ping(self.port):
