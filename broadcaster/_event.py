@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ._exceptions import InvalidEventId
+from ._exceptions import InvalidEventData, InvalidEventId
 
 EventId = tuple[int, int]
 """A parsed event id: (milliseconds, counter). Ordered like the events."""
@@ -35,6 +35,17 @@ def parse_id(text: str) -> EventId:
     if match is None:
         raise InvalidEventId(f"{text[:64]!r} is not an event id (expected <milliseconds>-<counter>)")
     return int(match[1]), int(match[2])
+
+
+def check_one_line(data: bytes) -> None:
+    """Raise `InvalidEventData` unless `data` is non-empty and on one line.
+
+    Every wire format depends on it: SSE `data:` fields, NDJSON lines, and the
+    Redis backend's newline-framed batches. Both backends check it, since
+    producers may call a backend without a hub in between.
+    """
+    if not data or b"\n" in data or b"\r" in data:
+        raise InvalidEventData("event data must be serialised JSON on one line (not empty, no CR or LF)")
 
 
 def format_id(event_id: EventId) -> str:

@@ -24,7 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol, TypeGuard
 
-from ._event import Control, Event
+from ._event import Control, Event, EventId
 from ._exceptions import HubClosed, SubscriberEvicted
 from ._types import OverflowPolicy
 
@@ -67,7 +67,7 @@ class Subscription:
         "_poked",
         "_state",
         "_end",
-        "_last",
+        "_last_seq",
         "_on_release",
         "_dirty_list",
         "_dirty",
@@ -101,7 +101,10 @@ class Subscription:
         self._poked = False
         self._state = _OPEN
         self._end: Control | None = None
-        self._last: Event | None = None
+        # Only a subscription with several selectors can be offered an event twice (a topic
+        # and a pattern that matches it); ids increase along what it receives, so it keeps
+        # the last one and drops anything not newer. A single selector costs nothing here.
+        self._last_seq: EventId | None = (-1, -1) if len(self.selectors) > 1 else None
         self._on_release = on_release
         #: The hub's list of subscriptions to flush after this burst (or window) of offers.
         self._dirty_list = dirty_list
@@ -116,11 +119,13 @@ class Subscription:
 
     def offer(self, event: Event) -> None:
         """Queue `event` without waiting; apply the overflow policy if it does not fit."""
-        if self._state != _OPEN or event is self._last:
-            # `is`: an event that reached this subscription through two of its selectors
-            # (a topic and a pattern) arrives as the same object; deliver it once.
+        if self._state != _OPEN:
             return
-        self._last = event
+        if self._last_seq is not None:
+            seq = event.seq
+            if seq <= self._last_seq:
+                return  # the same event through another of its selectors
+            self._last_seq = seq
         size = event.size
         if self._events >= self.queue_size or self._bytes + size > self.queue_bytes:
             self._overflow(event, size)

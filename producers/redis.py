@@ -65,9 +65,11 @@ class RedisTarget(Target):
 
     async def publish(self, topic: str, data: bytes) -> None:
         try:
-            orjson.loads(data)
+            value = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise InvalidData(f"event data is not JSON: {exc}") from None
+        if b"\n" in data or b"\r" in data:
+            data = orjson.dumps(value)  # one line, as the server makes a POSTed body (SSE frames need it)
         await super().publish(topic, data)
 
     async def _send(self) -> None:

@@ -211,13 +211,23 @@ async def test_subscription_drop_policies_keep_a_backend_gap_control(overflow, c
     assert [i for i in items if isinstance(i, Event)] == ([ev(3)] if overflow == "drop-oldest" else [ev(1)])
 
 
-async def test_subscription_same_event_object_offered_twice_is_delivered_once():
-    sub = make_sub(queue_size=10)
+async def test_subscription_same_event_offered_twice_is_delivered_once():
+    """A topic and a pattern of one subscription both match: the hub offers each event twice."""
+    sub = Subscription(["t", "t*"], queue_size=10, queue_bytes=1 << 20)
     event = ev(1)
     sub.offer(event)
-    sub.offer(event)  # through a topic and a pattern of the same subscription
+    sub.offer(event)
     sub.offer(ev(2))
     assert sub.drain() == [event, ev(2)]
+
+
+async def test_subscription_a_batch_through_two_selectors_is_delivered_once():
+    """Redis sends a published batch once per matching key: all of it by topic, then all by pattern."""
+    sub = Subscription(["t", "t*"], queue_size=10, queue_bytes=1 << 20)
+    batch = [ev(1), ev(2), ev(3)]
+    for event in batch + batch:
+        sub.offer(event)
+    assert sub.drain() == batch
 
 
 async def test_subscription_wait_wakes_on_offer():

@@ -4,6 +4,10 @@ KEYS: 1 state hash (ms, n), 2 the topic's stream, 3 the topic's trim mark, 4 the
 ARGV: 1 channel, 2 history size, 3 history ttl in ms, 4 topic, then (type, data) pairs.
 Returns {ms, n}: the events got ids `ms-(n+1)` ... `ms-(n+count)`.
 
+One PUBLISH carries the whole batch: lines `<id> <type> <data>` joined by newlines (data
+is JSON on one line, types and ids have no spaces), so a burst of ingested lines costs
+Redis one fan-out and each reading process one message, not one per event.
+
 Ids are `<ms>-<n>`: `ms` never goes backwards (the state hash remembers the
 last one) and `n` is one counter for every topic, so ids order events across
 topics in the order Redis executed them. Trimming is exact, and the id of the
@@ -22,13 +26,15 @@ local count = (#ARGV - 4) / 2
 local n = redis.call('HINCRBY', KEYS[1], 'n', count) - count
 redis.call('HSET', KEYS[1], 'ms', now)
 local ms = string.format('%d', now)
+local lines = {}
 for i = 0, count - 1 do
   local id = ms .. '-' .. string.format('%d', n + i + 1)
   local typ = ARGV[5 + 2 * i]
   local data = ARGV[6 + 2 * i]
   redis.call('XADD', KEYS[2], id, 't', typ, 'd', data)
-  redis.call('PUBLISH', ARGV[1], id .. ' ' .. typ .. ' ' .. data)
+  lines[i + 1] = id .. ' ' .. typ .. ' ' .. data
 end
+redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 local maxlen = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local len = redis.call('XLEN', KEYS[2])

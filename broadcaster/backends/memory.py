@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Self
 
-from .._event import Event, EventId, format_id
+from .._event import Event, EventId, check_one_line, format_id
 from .._exceptions import BackendClosed
 from .._topics import is_pattern, pattern_regex
 from .base import BackendMessage, HistoryPage, TopicInfo
@@ -69,6 +69,8 @@ class MemoryBackend:
     async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[Event]:
         if self._closed:
             raise BackendClosed("the backend is closed")
+        for _, data in items:
+            check_one_line(data)
         now = time.time_ns() // 1_000_000
         ms = max(now, self._last_ms)
         self._last_ms = ms

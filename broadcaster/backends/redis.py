@@ -30,7 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeoutError
 
-from .._event import Control, Event, EventId, format_id, parse_id
+from .._event import Control, Event, EventId, check_one_line, format_id, parse_id
 from .._exceptions import BackendClosed, BackendError, BackendUnavailable
 from .._topics import is_pattern, pattern_regex
 from ._pubsub import PubSubConnection
@@ -85,7 +85,7 @@ class RedisBackend:
         self._pending: dict[str, list[asyncio.Future[None]]] = {}
         self._last_seen: EventId | None = None
         self._caught_up: dict[str, EventId] = {}
-        self._last_message: tuple[bytes, bytes, Event] | None = None
+        self._last_message: tuple[bytes, bytes, list[Event]] | None = None
         self._connected = asyncio.Event()
         self._down = False  # the reader lost (or never got) its connection and is retrying
         self._closed = False
@@ -157,6 +157,7 @@ class RedisBackend:
         keys = [self.prefix + "state", self._stream_key(topic), f"{self.prefix}trimmed:{topic}", self.prefix + "topics"]
         args: list[Any] = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic]
         for event_type, data in items:
+            check_one_line(data)  # the batch's PUBLISH is newline-framed
             args.append(event_type)
             args.append(data)
         try:
@@ -431,26 +432,30 @@ class RedisBackend:
                 if kind in (b"subscribe", b"psubscribe"):
                     self._resolve(message[1])
                 continue  # pong, unsubscribe confirmations
-            event = self._decode(channel, payload)
-            if event is not None:
-                yield BackendMessage(key_raw[skip:].decode(), event)
+            key = key_raw[skip:].decode()
+            for event in self._decode(channel, payload):
+                yield BackendMessage(key, event)
 
-    def _decode(self, channel: bytes, payload: bytes) -> Event | None:
+    def _decode(self, channel: bytes, payload: bytes) -> list[Event]:
+        """The events of one PUBLISH (a batch: `<id> <type> <data>` lines joined by newlines)."""
         last = self._last_message
         if last is not None and last[0] == channel and last[1] == payload:
-            return last[2]  # the same publish through a topic and a pattern: one Event object
-        head, _, data = payload.partition(b" ")
-        event_type, _, data = data.partition(b" ")
+            return last[2]  # the same publish through a topic and a pattern: the same Event objects
         topic = channel[len(self.prefix) :].decode()
-        event = Event(topic, head.decode(), event_type.decode(), data)
-        seq = event.seq
+        events = []
+        for line in payload.split(b"\n"):
+            head, _, rest = line.partition(b" ")
+            event_type, _, data = rest.partition(b" ")
+            events.append(Event(topic, head.decode(), event_type.decode(), data))
         if self._caught_up:
             done = self._caught_up.get(topic)
             if done is not None:
-                if seq <= done:
-                    return None  # already replayed by the catch-up after a reconnect
-                del self._caught_up[topic]
-        if self._last_seen is None or seq > self._last_seen:
-            self._last_seen = seq
-        self._last_message = (channel, payload, event)
-        return event
+                events = [e for e in events if e.seq > done]  # already replayed by the catch-up
+                if events:
+                    del self._caught_up[topic]
+        if events:
+            seq = events[-1].seq  # ids increase along a batch
+            if self._last_seen is None or seq > self._last_seen:
+                self._last_seen = seq
+        self._last_message = (channel, payload, events)
+        return events

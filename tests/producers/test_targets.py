@@ -58,6 +58,24 @@ async def test_http_target_streams_events_to_subscribers_before_its_post_ends(se
 
 
 @pytest.mark.redis
+async def test_redis_target_flattens_multi_line_json_to_one_line(make_settings, redis_url):
+    """Pretty-printed JSON would cut an SSE `data:` field in two; it is sent as one line."""
+    with thread_server(make_settings(redis_url=redis_url)) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            async with client.stream("GET", "/topics/pretty/events", params={"format": "sse"}) as stream:
+                lines = stream.aiter_lines()
+                async with RedisTarget(redis_url) as target:
+                    await target.publish("pretty", b'{\n  "temp": 21.5,\n  "unit": "C"\n}')
+                    await target.flush()
+                frame: list[str] = []
+                async with asyncio.timeout(10):
+                    while not (frame and frame[-1] == "" and any(f.startswith("data:") for f in frame)):
+                        frame.append(await anext(lines))
+                data_lines = [f for f in frame if f.startswith("data:")]
+                assert data_lines == ['data: {"temp":21.5,"unit":"C"}']
+
+
+@pytest.mark.redis
 async def test_redis_target_reaches_subscribers_of_a_running_server(make_settings, redis_url):
     with thread_server(make_settings(redis_url=redis_url)) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
