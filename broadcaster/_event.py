@@ -59,6 +59,8 @@ _UNICODE_LINE_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028")
 
 def _line_safe(data: bytes) -> bytes:
     """`data` with Unicode line breaks escaped, so a frame stays one line for every line-based reader."""
+    if data.isascii():  # the common case, checked a word at a time: nothing to escape
+        return data
     for raw, escaped in _UNICODE_LINE_BREAKS:
         if raw in data:
             data = data.replace(raw, escaped)

@@ -127,7 +127,7 @@ class Subscription:
                 return  # the same event through another of its selectors
             self._last_seq = seq
         size = event.size
-        if self._events >= self.queue_size or self._bytes + size > self.queue_bytes:
+        if (self._events >= self.queue_size or self._bytes + size > self.queue_bytes) and not self._spill():
             self._overflow(event, size)
         else:
             self._queue.append(event)
@@ -156,13 +156,24 @@ class Subscription:
         waiter = self._waiter
         if waiter is None or waiter.done() or self._state != _OPEN:
             return
+        if not self._spill():
+            waiter.set_result(None)
+
+    def _spill(self) -> bool:
+        """Write the queue to the sink now if the consumer is parked and the socket takes it.
+
+        Used at the end of a burst (`flush`) and, when the queue is full, in the
+        middle of one: a burst longer than the queue (one Redis read can hold
+        several published batches) must not overflow a subscriber whose socket is
+        keeping up. The queue bounds what waits for the socket, not for the burst's end.
+        """
         sink = self.sink
-        queue = self._queue
-        if queue and sink is not None and sink.write(queue):
-            queue.clear()  # the sink wrote it synchronously and kept no reference
-            self._events = self._bytes = 0
-            return
-        waiter.set_result(None)
+        waiter = self._waiter
+        if sink is None or waiter is None or waiter.done() or not self._queue or not sink.write(self._queue):
+            return False
+        self._queue.clear()  # the sink wrote it synchronously and kept no reference
+        self._events = self._bytes = 0
+        return True
 
     def put_control(self, control: Control) -> None:
         """Queue a control message (`reset`, `live`); it costs no queue room."""

@@ -129,3 +129,29 @@ async def test_a_burst_of_events_leaves_in_one_write_without_coalescing():
         await eventually(lambda: sink.writes, within=2)
         assert sink.writes == [[e.id for e in events]]
         waiting.cancel()
+
+
+async def test_a_burst_longer_than_the_queue_is_written_mid_burst_not_overflowed():
+    """A subscriber whose socket keeps up is not evicted because a single burst exceeds its queue."""
+    async with Hub(MemoryBackend(), settings=Settings(**TEST_SETTINGS)) as hub:
+        sub = await hub.subscribe(["t"], queue_size=10)
+        sink = sub.sink = RecordingSink()
+        waiting = await _parked(sub)
+        events = await hub.publish_many("t", [("message", b"%d" % n) for n in range(35)])
+        await eventually(lambda: sum(map(len, sink.writes)) == 35, within=2, what="all 35 written")
+        assert [i for write in sink.writes for i in write] == [e.id for e in events], "in order, none lost"
+        assert [len(write) for write in sink.writes] == [10, 10, 10, 5], "written whenever the queue filled"
+        assert not sub.evicted and not waiting.done()
+        waiting.cancel()
+
+
+async def test_a_burst_longer_than_the_queue_still_overflows_when_the_socket_is_backed_up():
+    async with Hub(MemoryBackend(), settings=Settings(**TEST_SETTINGS)) as hub:
+        sub = await hub.subscribe(["t"], queue_size=10)
+        sub.sink = RecordingSink(accepting=False)
+        waiting = await _parked(sub)
+        await hub.publish_many("t", [("message", b"%d" % n) for n in range(11)])
+        # The default policy (disconnect) applies when the socket takes nothing.
+        await eventually(lambda: sub.evicted, within=2, what="evicted")
+        async with asyncio.timeout(2):
+            await waiting
