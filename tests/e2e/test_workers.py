@@ -1,0 +1,78 @@
+"""`broadcaster serve --workers 2` on Redis: the supervisor runs, replaces and stops real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from ..support.redis_server import RedisServer
+from ..support.servers import ProcessServer
+from ..support.waiting import eventually_sync
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+
+
+def _workers(parent: int) -> set[int]:
+    """Pids of the worker processes (multiprocessing spawn children) of `parent`."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.add(int(entry.name))
+    return found
+
+
+async def _roundtrip(url: str, topic: str, clients: int = 6) -> None:
+    """`clients` NDJSON subscribers on separate connections each receive an event published on another one."""
+    async with contextlib.AsyncExitStack() as stack:
+        streams = []
+        for _ in range(clients):
+            # One client per stream: separate TCP connections, spread over the workers by the kernel.
+            client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+            stream = await stack.enter_async_context(client.stream("GET", f"{url}/topics/{topic}/events"))
+            assert stream.status_code == 200
+            streams.append(stream.aiter_lines())
+        async with httpx.AsyncClient(timeout=10) as publisher:
+            answer = await publisher.post(f"{url}/topics/{topic}/events", json={"hello": topic})
+        assert answer.status_code == 201, answer.text
+        for lines in streams:
+            async with asyncio.timeout(10):
+                while "control" in (event := orjson.loads(await anext(lines))):
+                    pass
+            assert (event["id"], event["data"]) == (answer.json()["id"], {"hello": topic})
+
+
+async def test_workers_serve_replace_a_dead_worker_and_stop_cleanly(redis_server: RedisServer | str):
+    redis_url = redis_server if isinstance(redis_server, str) else redis_server.url
+    server = ProcessServer("--workers", "2", "--redis-url", redis_url)
+    server.start(timeout=30)
+    try:
+        assert server.process is not None
+        supervisor = server.process.pid
+        first = eventually_sync(lambda: len(_workers(supervisor)) == 2 and _workers(supervisor), what="two workers")
+        await _roundtrip(server.url, "workers-a")
+
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        replaced = eventually_sync(
+            lambda: (now := _workers(supervisor)) and len(now) == 2 and victim not in now and now,
+            timeout=20,
+            what="the killed worker replaced",
+        )
+        assert replaced & first == first - {victim}
+        await _roundtrip(server.url, "workers-b")
+    finally:
+        code = server.stop(timeout=30)
+    assert code == 0
+    assert _workers(supervisor) == set()
