@@ -136,7 +136,17 @@ _STEP_COLS = [
 _COLS = {
     "idle": ["connections", "server_rss_mb", "kb_per_conn", "redis_kb_per_conn", "failed"],
     "slow": ["with_slow", "rss_growth_mb", "p50_ms", "p99_ms", "loss", "slow_closed_by_server", "server_cpu_pct"],
-    "ingest": ["sent", "accepted", "rejected", "events_per_s", "server_cpu_pct", "redis_cpu_pct", "status"],
+    "ingest": [
+        "sent",
+        "accepted",
+        "rejected",
+        "deliveries",
+        "events_per_s",
+        "server_cpu_pct",
+        "redis_cpu_pct",
+        "status",
+        "ok",
+    ],  # fmt: skip
 }
 
 

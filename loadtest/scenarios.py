@@ -230,10 +230,11 @@ async def ingest(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
                 duration_s=opts.duration_s, tick=tick,
             )  # fmt: skip
             s1, r1 = procstat.sample([tgt.pid]), procstat.sample(redis)
-            await asyncio.sleep(2.0)
+            await _settled(pool)
             got = await pool.collect(1)
             accepted = res.answer.get("accepted")
             n = accepted if isinstance(accepted, int) else 0
+            deliveries = got["recv"] - got["dups"]
             ctx.emit({
                 "sent": res.sent, "status": res.status, "answer": res.answer, "error": res.error,
                 "accepted": n, "rejected": res.answer.get("rejected"),
@@ -242,9 +243,25 @@ async def ingest(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
                 "server_cpu_pct": round(100 * procstat.cpu_fraction(s0, s1), 1),
                 "redis_cpu_pct": round(100 * procstat.cpu_fraction(r0, r1), 1) if redis else None,
                 "subscribers": pool.totals()["connected"],
-                "deliveries": got["recv"] - got["dups"],
-                "ok": res.status in (200, 201) and n == res.sent,
+                "deliveries": deliveries,
+                # Every accepted event must reach the subscribers (one that was disconnected misses some).
+                "disconnected": pool.totals()["closed"],
+                "ok": res.status in (200, 201) and n == res.sent and deliveries == n * opts.subscribers,
             })  # fmt: skip
+
+
+async def _settled(pool: WorkerPool, *, quiet_s: float = 1.0, limit_s: float = 15.0) -> None:
+    """Wait (at most ``limit_s``) until the subscribers' receive count has not moved for ``quiet_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    last, since = -1, loop.time()
+    while loop.time() < deadline:
+        now = pool.totals()["recv"]
+        if now != last:
+            last, since = now, loop.time()
+        elif loop.time() - since >= quiet_s:
+            return
+        await asyncio.sleep(0.1)
 
 
 SCENARIOS: dict[str, Callable[[Context, targets.TargetSpec, Options], Awaitable[None]]] = {
