@@ -1,7 +1,9 @@
 """The Lua script that publishes on Redis: history append and PUBLISH in one atomic step.
 
 KEYS: 1 state hash (ms, n), 2 the topic's stream, 3 the topic's trim mark, 4 the topics zset.
-ARGV: 1 channel, 2 history size, 3 history ttl in ms, 4 topic, then (type, data) pairs.
+ARGV: 1 channel, 2 history size, 3 history ttl in ms, 4 topic, 5 event count, 6 the event
+types (one type for the whole batch, or one per event joined by newlines), 7 the events'
+data joined by newlines (each is JSON on one line, never empty).
 Returns {ms, n}: the events got ids `ms-(n+1)` ... `ms-(n+count)`.
 
 One PUBLISH carries the whole batch: lines `<id> <type> <data>` joined by newlines (data
@@ -22,17 +24,28 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = tonumber(redis.call('HGET', KEYS[1], 'ms') or '0')
 if last > now then now = last end
-local count = (#ARGV - 4) / 2
+local count = tonumber(ARGV[5])
+local types, blob = ARGV[6], ARGV[7]
+local one_type = not string.find(types, '\\n', 1, true)
 local n = redis.call('HINCRBY', KEYS[1], 'n', count) - count
 redis.call('HSET', KEYS[1], 'ms', now)
 local ms = string.format('%d', now)
 local lines = {}
-for i = 0, count - 1 do
-  local id = ms .. '-' .. string.format('%d', n + i + 1)
-  local typ = ARGV[5 + 2 * i]
-  local data = ARGV[6 + 2 * i]
+local find, sub = string.find, string.sub
+local d, t = 1, 1
+local typ = types
+for i = 1, count do
+  local id = ms .. '-' .. (n + i)
+  local e = find(blob, '\\n', d, true) or (#blob + 1)
+  local data = sub(blob, d, e - 1)
+  d = e + 1
+  if not one_type then
+    local te = find(types, '\\n', t, true) or (#types + 1)
+    typ = sub(types, t, te - 1)
+    t = te + 1
+  end
   redis.call('XADD', KEYS[2], id, 't', typ, 'd', data)
-  lines[i + 1] = id .. ' ' .. typ .. ' ' .. data
+  lines[i] = id .. ' ' .. typ .. ' ' .. data
 end
 redis.call('PUBLISH', ARGV[1], table.concat(lines, '\\n'))
 local maxlen = tonumber(ARGV[2])

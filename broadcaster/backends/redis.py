@@ -154,12 +154,17 @@ class RedisBackend:
 
     async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[Event]:
         self._check_open()
+        if not items:
+            return []
         keys = [self.prefix + "state", self._stream_key(topic), f"{self.prefix}trimmed:{topic}", self.prefix + "topics"]
-        args: list[Any] = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic]
-        for event_type, data in items:
-            check_one_line(data)  # the batch's PUBLISH is newline-framed
-            args.append(event_type)
-            args.append(data)
+        # Three arguments for the whole batch, not two per event: packing thousands of
+        # arguments was most of the server's cost of a batch (and Redis parses fewer).
+        for _, data in items:
+            check_one_line(data)  # the batch travels newline-framed, to the script and in its PUBLISH
+        types = {event_type for event_type, _ in items}
+        type_arg = types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])
+        blob = b"\n".join([data for _, data in items])
+        args = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob]
         try:
             with _map_redis_errors():
                 ms, n = await self._script(keys=keys, args=args)
