@@ -15,7 +15,7 @@ single id that a browser sends back in `Last-Event-ID`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -46,6 +46,25 @@ def check_one_line(data: bytes) -> None:
     """
     if not data or b"\n" in data or b"\r" in data:
         raise InvalidEventData("event data must be serialised JSON on one line (not empty, no CR or LF)")
+
+
+def join_lines(datas: Sequence[bytes]) -> bytes:
+    """`datas` joined by newlines, after `check_one_line` of each (a batch's wire form).
+
+    The joined bytes are checked with three scans in C; only a batch that fails them is
+    checked item by item, for the error message.
+    """
+    blob = b"\n".join(datas)
+    if (
+        blob.count(b"\n") != len(datas) - 1
+        or b"\r" in blob
+        or b"\n\n" in blob
+        or blob[:1] in (b"", b"\n")
+        or blob[-1:] == b"\n"
+    ):
+        for data in datas:
+            check_one_line(data)
+    return blob
 
 
 def format_id(event_id: EventId) -> str:

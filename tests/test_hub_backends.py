@@ -40,3 +40,16 @@ async def test_backend_refuses_data_on_several_lines(hub, data):
     """The hub checks it, and so does the backend itself (producers may call it directly)."""
     with pytest.raises(InvalidEventData):
         await hub.backend.publish("t", [("message", data)])
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [[b"1", b"{\n}"], [b"1", b""], [b""], [b"1", b"2\r"], [b"\n", b"1"]],
+    ids=["lf-in-second", "empty-second", "empty-only", "cr-in-second", "bare-lf"],
+)
+async def test_backend_refuses_a_batch_with_one_bad_item_and_publishes_none_of_it(hub, batch):
+    sub = await hub.subscribe(["t"])
+    with pytest.raises(InvalidEventData):
+        await hub.backend.publish("t", [("message", data) for data in batch])
+    assert (await hub.history("t")).events == []
+    assert sub.drain() == []

@@ -30,7 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeoutError
 
-from .._event import Control, Event, EventId, check_one_line, format_id, parse_id
+from .._event import Control, Event, EventId, format_id, join_lines, parse_id
 from .._exceptions import BackendClosed, BackendError, BackendUnavailable
 from .._topics import is_pattern, pattern_regex
 from ._pubsub import PubSubConnection
@@ -159,11 +159,10 @@ class RedisBackend:
         keys = [self.prefix + "state", self._stream_key(topic), f"{self.prefix}trimmed:{topic}", self.prefix + "topics"]
         # Three arguments for the whole batch, not two per event: packing thousands of
         # arguments was most of the server's cost of a batch (and Redis parses fewer).
-        for _, data in items:
-            check_one_line(data)  # the batch travels newline-framed, to the script and in its PUBLISH
+        # The batch travels newline-framed, to the script and in its PUBLISH.
+        blob = join_lines([data for _, data in items])
         types = {event_type for event_type, _ in items}
         type_arg = types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])
-        blob = b"\n".join([data for _, data in items])
         args = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob]
         try:
             with _map_redis_errors():
@@ -448,10 +447,13 @@ class RedisBackend:
             return last[2]  # the same publish through a topic and a pattern: the same Event objects
         topic = channel[len(self.prefix) :].decode()
         events = []
+        ts: int | None = None  # one script run: every event of the batch has the same ms
         for line in payload.split(b"\n"):
             head, _, rest = line.partition(b" ")
             event_type, _, data = rest.partition(b" ")
-            events.append(Event(topic, head.decode(), event_type.decode(), data))
+            event = Event(topic, head.decode(), event_type.decode(), data, ts)
+            ts = event.ts
+            events.append(event)
         if self._caught_up:
             done = self._caught_up.get(topic)
             if done is not None:
