@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from .._event import Control, Event, EventId, format_id, join_lines, parse_id
 from .._exceptions import BackendClosed, BackendError, BackendUnavailable
-from .._topics import is_pattern, pattern_regex
+from .._topics import is_pattern, matches_any, pattern_regex
 from ._pubsub import PubSubConnection
 from ._redis_scripts import PUBLISH_SCRIPT
 from .base import BackendMessage, HistoryPage, TopicInfo
@@ -379,7 +379,12 @@ class RedisBackend:
         return conn, early
 
     async def _catch_up(self) -> list[BackendMessage]:
-        """After a reconnect: what was published on our keys while the reader was away."""
+        """After a reconnect: what was published on our keys while the reader was away.
+
+        Every retained page, not only the first: an outage may span more than a page. The
+        newest id caught up becomes the next catch-up's start, so a second outage before
+        any live message does not deliver the same events again.
+        """
         since = self._last_seen
         if since is None:
             return []
@@ -387,18 +392,24 @@ class RedisBackend:
         topics = {k for k in self._keys if not is_pattern(k)}
         patterns = [k for k in self._keys if is_pattern(k)]
         if patterns:
-            for info in await self.topics("*"):
-                if any(pattern_regex(p).match(info.topic) for p in patterns):
-                    topics.add(info.topic)
+            topics.update(info.topic for info in await self.topics("*") if matches_any(info.topic, patterns))
+        newest = since
         for topic in sorted(topics):
+            keys = [k for k in self._keys if matches_any(topic, [k])]
             page = await self.history(topic, after=since, limit=_CATCH_UP_PAGE)
-            keys = [k for k in self._keys if k == topic or (is_pattern(k) and pattern_regex(k).match(topic))]
             if page.trimmed is not None and page.trimmed > since:
                 gap = Control("gap", {"reason": "events were trimmed from history while Redis was unreachable"})
                 messages.extend(BackendMessage(key, gap) for key in keys)
-            for event in page.events:
-                messages.extend(BackendMessage(key, event) for key in keys)
-                self._caught_up[topic] = event.seq
+            while page.events:
+                for event in page.events:
+                    messages.extend(BackendMessage(key, event) for key in keys)
+                last = page.events[-1].seq
+                self._caught_up[topic] = last
+                newest = max(newest, last)
+                if len(page.events) < _CATCH_UP_PAGE:
+                    break
+                page = await self.history(topic, after=last, limit=_CATCH_UP_PAGE)
+        self._last_seen = newest
         messages.sort(key=lambda m: m.event.seq if isinstance(m.event, Event) else (0, 0))
         return messages
 

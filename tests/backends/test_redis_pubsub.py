@@ -130,3 +130,40 @@ async def test_publish_against_a_stopped_server_is_unavailable_at_once(redis_ser
         with pytest.raises(BackendUnavailable):
             async with asyncio.timeout(5):
                 await backend.publish("t", [("message", b"1")])
+
+
+async def _pubsub_clients(client) -> int:
+    return sum(1 for c in await client.client_list() if int(c["sub"]) or int(c["psub"]))
+
+
+async def test_catch_up_after_outages_delivers_every_page_once(redis_url, monkeypatch):
+    """More than a page published while the reader is away all arrives; a second outage repeats none."""
+    import redis.asyncio as aioredis
+
+    from broadcaster.backends import redis as redis_backend
+
+    monkeypatch.setattr(redis_backend, "DEFAULT_BACKOFF_MIN_S", 1.0)  # a window to publish in (0.8-1.2 s)
+    size = 2 * redis_backend._CATCH_UP_PAGE + 500
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        async with RedisBackend(redis_url, history_size=10_000) as backend, _reading(backend) as received:
+            await backend.subscribe(["outage"])
+            before = await backend.publish("outage", [("message", b"0")])
+            await eventually(lambda: received == before, within=5)
+
+            await admin.client_kill_filter(_type="pubsub")
+            missed: list[Event] = []
+            for start in range(1, size + 1, 1000):
+                items = [("message", b"%d" % n) for n in range(start, min(start + 1000, size + 1))]
+                missed += await backend.publish("outage", items)
+            assert len(missed) == size
+            await eventually(lambda: len(received) >= 1 + size, within=10, what="caught up")
+            assert received == before + missed, "every page of the outage, in order, once"
+
+            await admin.client_kill_filter(_type="pubsub")  # again, before any live message
+            await eventually(lambda: _pubsub_clients(admin), within=10, what="reconnected")
+            live = await backend.publish("outage", [("message", b"-1")])
+            await eventually(lambda: received[-1:] == live, within=5, what="the live event")
+            assert received == before + missed + live, "nothing caught up twice"
+    finally:
+        await admin.aclose()
