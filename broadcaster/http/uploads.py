@@ -16,6 +16,9 @@ from .errors import ClientError
 
 __all__ = ["END_OF_FILE", "FileField", "MultipartParseError", "boundary_of"]
 
+#: The longest boundary the multipart parser takes (python-multipart's limit).
+MAX_BOUNDARY_BYTES = 256
+
 #: Marks the end of one `file` part in the output of `FileField.feed`.
 END_OF_FILE = None
 
@@ -26,6 +29,13 @@ def boundary_of(content_type: str) -> bytes:
     boundary = params.get(b"boundary")
     if not boundary:
         raise ClientError(400, "bad_request", "multipart/form-data needs a boundary parameter in its Content-Type")
+    if len(boundary) > MAX_BOUNDARY_BYTES:
+        raise ClientError(
+            400,
+            "bad_request",
+            f"the multipart boundary is {len(boundary)} bytes long; at most {MAX_BOUNDARY_BYTES} are accepted "
+            "(RFC 2046 allows 70)",
+        )
     return boundary
 
 

@@ -233,6 +233,16 @@ async def test_ingest_multipart_without_boundary_is_400(make_settings, client_fa
     assert response.status_code == 400 and "boundary" in response.json()["error"]["message"]
 
 
+async def test_ingest_multipart_with_an_overlong_boundary_is_400_naming_it(make_settings, client_factory):
+    boundary = "b" * 300
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\n1\r\n--{boundary}--\r\n'
+    async with client_factory(make_settings()) as client:
+        response = await client.post("/topics/t/events", content=body.encode(), headers=headers)
+    assert response.status_code == 400, response.text
+    assert "boundary is 300 bytes long" in response.json()["error"]["message"]
+
+
 async def test_ingest_text_line_too_long_once_encoded_is_rejected(make_settings, client_factory):
     settings = make_settings(max_event_bytes=20)
     body = b"short\n" + b'"' * 15 + b"\n" + b"y" * 30 + b"\n"  # 15 quotes are 32 bytes as a JSON string
