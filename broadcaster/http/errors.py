@@ -21,6 +21,7 @@ from .._exceptions import (
     ConfigError,
     EventTooLarge,
     HubClosed,
+    InvalidEventData,
     InvalidEventId,
     InvalidEventType,
     InvalidTopic,
@@ -106,17 +107,22 @@ def known_error_response(exc: BaseException) -> JSONResponse | None:
         return error_response(
             503, "shutting_down", f"the server cannot serve this: {exc}", {"Retry-After": str(RETRY_AFTER_S)}
         )
-    if isinstance(exc, ConfigError | ValueError):
+    if isinstance(exc, InvalidEventData):
+        return error_response(422, "invalid_data", str(exc))
+    if isinstance(exc, ConfigError):
         return error_response(400, "bad_request", str(exc))
-    return None
+    return None  # a plain ValueError is our bug, not the client's: a 500, logged
+
+
+#: Every exception `known_error_response` answers, for the FastAPI handlers (one list for both paths).
+KNOWN_ERRORS = (
+    ClientError, InvalidTopic, InvalidEventType, InvalidEventId, EventTooLarge,
+    BackendUnavailable, HubClosed, InvalidEventData, ConfigError,
+)  # fmt: skip
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every exception into the JSON error shape."""
-
-    async def client_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ClientError)
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -145,15 +151,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "internal server error")
 
     handlers: dict[Any, Any] = {
-        ClientError: client_error,
         RequestValidationError: validation_error,
         StarletteHTTPException: http_error,
-        InvalidTopic: broadcaster_error,
-        InvalidEventType: broadcaster_error,
-        InvalidEventId: broadcaster_error,
-        EventTooLarge: broadcaster_error,
-        BackendUnavailable: broadcaster_error,
-        HubClosed: broadcaster_error,
+        **dict.fromkeys(KNOWN_ERRORS, broadcaster_error),
         Exception: internal_error,
     }
     for exc_type, handler in handlers.items():
