@@ -83,10 +83,14 @@ class Publisher:
                     writer.write(b"%sContent-Length: %d\r\n\r\n%s" % (self.prefix, len(body), body))
                     try:
                         resp = await read_response(reader)
-                    except (OSError, HTTPError) as exc:
+                    except (OSError, EOFError, HTTPError) as exc:  # EOFError: IncompleteReadError
                         errors.append(repr(exc))
                         writer.close()
-                        reader, writer = await self._open()
+                        try:
+                            reader, writer = await self._open()
+                        except OSError as reopen:
+                            errors.append(f"reconnect failed: {reopen!r}")
+                            return
                         continue
                     if 200 <= resp.status < 300:
                         self.sent += 1
@@ -101,6 +105,11 @@ class Publisher:
             async with asyncio.timeout(2 * duration_s + 10), asyncio.TaskGroup() as tg:
                 for _ in range(min(self.n, total)):
                     tg.create_task(one_conn())
+        # Cut off by the time limit (or a lost connection): what was never answered is an
+        # error too, so a step cannot pass with fewer confirmed events than it planned.
+        unconfirmed = total - self.sent - len(errors)
+        if unconfirmed > 0:
+            errors.append(f"{unconfirmed} of {total} events not confirmed by the server")
         return PublishResult(self.sent, len(errors), errors[0] if errors else "", started, loop.time() - t0)
 
 

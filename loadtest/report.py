@@ -53,8 +53,10 @@ def medians(scenario: str, records: Iterable[dict[str, Any]]) -> dict[str, list[
                 vals = [r.get(k) for r in recs]
                 if all(isinstance(v, bool) for v in vals):
                     row[k] = any(vals) if k == "generator_bound" else all(vals)
-                elif all(isinstance(v, int | float) for v in vals):
-                    row[k] = statistics.median([float(v) for v in vals if v is not None])
+                elif all(isinstance(v, int | float) for v in vals if v is not None):
+                    # A run without the number (None, or NaN: no sample) does not vote.
+                    nums = [float(v) for v in vals if v is not None and v == v]
+                    row[k] = statistics.median(nums) if nums else None
             row["runs"] = len(recs)
             rows.append(row)
         out[target] = rows

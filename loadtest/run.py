@@ -137,12 +137,15 @@ def _smoke_problems(records: list[dict[str, Any]], specs: list[targets.TargetSpe
                 "subscribers": r["subscribers"] == opts.subscribers,
                 "warm-up": r.get("warm") == opts.subscribers,
                 "loss": r["loss"] == 0,
+                # Exactly what was confirmed: extras (from unconfirmed publishes) must not hide a loss.
+                "exact deliveries": r["deliveries"] == r["expected"],
                 "duplicates": r["dups"] == 0,
                 "disconnects": r["closed_during_step"] == 0,
                 "publish errors": r["publish_errors"] == 0,
                 "gap/error messages": not any(r.get("controls", {}).get(k) for k in ("gap", "error", "reset")),
             }
-            brief = {k: r.get(k) for k in ("subscribers", "warm", "loss", "dups", "closed_during_step", "controls")}
+            keys = ("subscribers", "warm", "expected", "deliveries", "loss", "dups", "closed_during_step", "controls")
+            brief = {k: r.get(k) for k in keys}
             problems += [f"{spec.name}: {name} check failed: {brief}" for name, good in checks.items() if not good]
     return problems
 
