@@ -88,7 +88,8 @@ def test_cli_publish_server_error_is_explained(make_settings):
     with thread_server(make_settings()) as server:
         result = run_cli("publish", "bad topic", "1", "--url", server.url)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: 4")
+    assert result.stderr.startswith("error: 422")
+    assert "'bad topic'" in result.stderr, "the server's reason is shown"
     assert "Traceback" not in result.stderr
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psutil
 import pytest
 
 from ..support.redis_server import RedisServer
@@ -33,18 +34,33 @@ def _workers(parent: int) -> set[int]:
     return found
 
 
-async def _roundtrip(url: str, topic: str, clients: int = 6) -> None:
-    """`clients` NDJSON subscribers on separate connections each receive an event published on another one."""
+def _streams_per_worker(workers: set[int], port: int) -> dict[int, int]:
+    """Established connections on the server's port held by each worker process."""
+    return {
+        pid: sum(
+            c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port for c in psutil.Process(pid).net_connections()
+        )
+        for pid in workers
+    }
+
+
+async def _roundtrip(server: ProcessServer, topic: str, workers: set[int], most: int = 60) -> None:
+    """Subscribers on every worker each receive an event published through one of them."""
     async with contextlib.AsyncExitStack() as stack:
         streams = []
-        for _ in range(clients):
-            # One client per stream: separate TCP connections, spread over the workers by the kernel.
+        # One client per stream: separate TCP connections, which the kernel hands to either
+        # worker. Open them until every worker serves at least one (so the event must cross
+        # workers through Redis), at most `most`.
+        while len(streams) < 4 or min(_streams_per_worker(workers, server.port).values()) == 0:
+            assert len(streams) < most, (
+                f"connections not spread over the workers: {_streams_per_worker(workers, server.port)}"
+            )
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-            stream = await stack.enter_async_context(client.stream("GET", f"{url}/topics/{topic}/events"))
+            stream = await stack.enter_async_context(client.stream("GET", f"{server.url}/topics/{topic}/events"))
             assert stream.status_code == 200
             streams.append(stream.aiter_lines())
         async with httpx.AsyncClient(timeout=10) as publisher:
-            answer = await publisher.post(f"{url}/topics/{topic}/events", json={"hello": topic})
+            answer = await publisher.post(f"{server.url}/topics/{topic}/events", json={"hello": topic})
         assert answer.status_code == 201, answer.text
         for lines in streams:
             async with asyncio.timeout(10):
@@ -61,7 +77,7 @@ async def test_workers_serve_replace_a_dead_worker_and_stop_cleanly(redis_server
         assert server.process is not None
         supervisor = server.process.pid
         first = eventually_sync(lambda: len(_workers(supervisor)) == 2 and _workers(supervisor), what="two workers")
-        await _roundtrip(server.url, "workers-a")
+        await _roundtrip(server, "workers-a", first)
 
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
@@ -71,7 +87,7 @@ async def test_workers_serve_replace_a_dead_worker_and_stop_cleanly(redis_server
             what="the killed worker replaced",
         )
         assert replaced & first == first - {victim}
-        await _roundtrip(server.url, "workers-b")
+        await _roundtrip(server, "workers-b", replaced)  # the new worker serves too
     finally:
         code = server.stop(timeout=30)
     assert code == 0

@@ -113,7 +113,9 @@ def test_encoder_event_frames_parse_back_to_the_event(event: Event, sse: bytes, 
 
 def test_encoder_event_frame_is_built_once_and_shared():
     event = _event()
-    assert SSE.encode([event]) is not None
+    # One event alone is sent as its cached frame itself: no copy per subscriber.
+    assert SSE.encode([event]) is event.sse
+    assert NDJSON.encode([event]) is event.ndjson
     assert event.sse is event.sse
     assert event.ndjson is event.ndjson
     assert event.sse_envelope is event.sse_envelope
