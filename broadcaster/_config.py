@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +36,47 @@ DEFAULT_SHUTDOWN_GRACE_S = 5.0
 DEFAULT_REDIS_PREFIX = "broadcaster:"
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+#: A rule for one setting's value: None if it holds, else what is wrong ("must be at least 1, got 0").
+Check = Callable[[Any], str | None]
+
+
+def _setting(default: Any, help: str, check: Check | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+def _at_least(low: float, high: float = math.inf) -> Check:
+    def check(value: Any) -> str | None:
+        if low <= value <= high:  # also refuses nan
+            return None
+        return (
+            f"must be at least {low}, got {value!r}"
+            if high == math.inf
+            else f"must be between {low} and {high}, got {value!r}"
+        )
+
+    return check
+
+
+def _finite(*, above_zero: bool) -> Check:
+    def check(value: Any) -> str | None:
+        # `not 0 < x < inf` also refuses nan; an infinite ttl would overflow the backend's ms arithmetic.
+        if (0 < value < math.inf) if above_zero else (0 <= value < math.inf):
+            return None
+        return f"must be a finite number {'greater than 0' if above_zero else 'at least 0'}, got {value!r}"
+
+    return check
+
+
+def _redis_url(value: Any) -> str | None:
+    if value is None or value.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return f"must start with redis://, rediss:// or unix://, got {value!r}"
+
+
+def _log_level(value: Any) -> str | None:
+    if value.lower() in ("debug", "info", "warning", "error", "critical"):
+        return None
+    return f"must be debug, info, warning or error, got {value!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,53 +87,58 @@ class Settings:
     """
 
     host: str = _setting(DEFAULT_HOST, "address to listen on")
-    port: int = _setting(DEFAULT_PORT, "TCP port to listen on")
-    redis_url: str | None = _setting(None, "Redis URL (redis:// or rediss://); unset: in-memory backend, one process")
-    workers: int = _setting(1, "server processes (more than 1 needs Redis)")
-    heartbeat_s: float = _setting(DEFAULT_HEARTBEAT_S, "seconds between keepalives on an idle stream")
-    queue_size: int = _setting(DEFAULT_QUEUE_SIZE, "default per-subscriber queue length (events)")
-    max_queue_size: int = _setting(DEFAULT_MAX_QUEUE_SIZE, "largest ?queue= a client may ask for")
-    queue_bytes: int = _setting(DEFAULT_QUEUE_BYTES, "per-subscriber queue cap in bytes of event data")
+    port: int = _setting(DEFAULT_PORT, "TCP port to listen on", _at_least(1, 65535))
+    redis_url: str | None = _setting(
+        None, "Redis URL (redis:// or rediss://); unset: in-memory backend, one process", _redis_url
+    )
+    workers: int = _setting(1, "server processes (more than 1 needs Redis)", _at_least(1))
+    heartbeat_s: float = _setting(
+        DEFAULT_HEARTBEAT_S, "seconds between keepalives on an idle stream", _finite(above_zero=True)
+    )
+    queue_size: int = _setting(DEFAULT_QUEUE_SIZE, "default per-subscriber queue length (events)", _at_least(1))
+    max_queue_size: int = _setting(DEFAULT_MAX_QUEUE_SIZE, "largest ?queue= a client may ask for", _at_least(1))
+    queue_bytes: int = _setting(DEFAULT_QUEUE_BYTES, "per-subscriber queue cap in bytes of event data", _at_least(1))
     overflow: OverflowPolicy = _setting(OverflowPolicy.DISCONNECT, "default overflow policy of a full queue")
-    send_timeout_s: float = _setting(DEFAULT_SEND_TIMEOUT_S, "close a stream whose socket takes nothing this long")
+    send_timeout_s: float = _setting(
+        DEFAULT_SEND_TIMEOUT_S, "close a stream whose socket takes nothing this long", _finite(above_zero=True)
+    )
     coalesce_ms: float = _setting(
-        0.0, "hold deliveries up to this many ms to send each subscriber one write per window (less CPU, more latency)"
+        0.0,
+        "hold deliveries up to this many ms to send each subscriber one write per window (less CPU, more latency)",
+        _at_least(0, 1000),
     )
-    max_event_bytes: int = _setting(DEFAULT_MAX_EVENT_BYTES, "largest serialised event data (and ingest line)")
-    max_body_bytes: int = _setting(DEFAULT_MAX_BODY_BYTES, "largest streamed ingest body or upload")
-    history_size: int = _setting(DEFAULT_HISTORY_SIZE, "events retained per topic for resume and history")
-    history_ttl_s: float = _setting(DEFAULT_HISTORY_TTL_S, "seconds an event stays in the retained history")
+    max_event_bytes: int = _setting(
+        DEFAULT_MAX_EVENT_BYTES, "largest serialised event data (and ingest line)", _at_least(1)
+    )
+    max_body_bytes: int = _setting(DEFAULT_MAX_BODY_BYTES, "largest streamed ingest body or upload", _at_least(1))
+    history_size: int = _setting(DEFAULT_HISTORY_SIZE, "events retained per topic for resume and history", _at_least(1))
+    history_ttl_s: float = _setting(
+        DEFAULT_HISTORY_TTL_S, "seconds an event stays in the retained history", _finite(above_zero=True)
+    )
     retry_ms: int = _setting(
-        DEFAULT_RETRY_MS, "SSE reconnect hint in ms; each stream gets it +0-50% (+0-100% in a shutdown message)"
+        DEFAULT_RETRY_MS,
+        "SSE reconnect hint in ms; each stream gets it +0-50% (+0-100% in a shutdown message)",
+        _at_least(0),
     )
-    max_topics_per_stream: int = _setting(DEFAULT_MAX_TOPICS_PER_STREAM, "topics and patterns one stream may name")
-    shutdown_grace_s: float = _setting(DEFAULT_SHUTDOWN_GRACE_S, "seconds streams get to end on shutdown")
+    max_topics_per_stream: int = _setting(
+        DEFAULT_MAX_TOPICS_PER_STREAM, "topics and patterns one stream may name", _at_least(1)
+    )
+    shutdown_grace_s: float = _setting(
+        DEFAULT_SHUTDOWN_GRACE_S, "seconds streams get to end on shutdown", _finite(above_zero=False)
+    )
     redis_prefix: str = _setting(DEFAULT_REDIS_PREFIX, "prefix of every Redis key and channel")
-    log_level: str = _setting("info", "log level: debug, info, warning, error")
+    log_level: str = _setting("info", "log level: debug, info, warning, error", _log_level)
 
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "overflow", OverflowPolicy(self.overflow))
         except ValueError:
             raise ConfigError(_choices("overflow", self.overflow, OverflowPolicy)) from None
-        positive = ("port", "workers", "queue_size", "max_queue_size", "queue_bytes", "max_event_bytes") + (
-            "max_body_bytes",
-            "history_size",
-            "max_topics_per_stream",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        for name in ("heartbeat_s", "send_timeout_s", "history_ttl_s"):
-            # `not 0 < x < inf` also refuses nan; an infinite ttl would overflow the backend's ms arithmetic.
-            if not 0 < getattr(self, name) < math.inf:
-                raise ConfigError(f"{name} must be a finite number greater than 0, got {getattr(self, name)!r}")
-        if not 0 <= self.coalesce_ms <= 1000:
-            raise ConfigError(f"coalesce_ms must be between 0 and 1000, got {self.coalesce_ms!r}")
-        if not 0 <= self.shutdown_grace_s < math.inf:
-            raise ConfigError(f"shutdown_grace_s must be a finite number, at least 0, got {self.shutdown_grace_s!r}")
-        if self.retry_ms < 0:
-            raise ConfigError(f"retry_ms must not be negative, got {self.retry_ms!r}")
+        for f in dataclasses.fields(self):
+            wrong = _wrong(f, getattr(self, f.name))
+            if wrong:
+                raise ConfigError(f"{f.name} {wrong}")
+        # Rules between settings; each one alone is checked above.
         if self.queue_bytes < self.max_event_bytes:
             raise ConfigError(
                 f"queue_bytes ({self.queue_bytes}) must be at least max_event_bytes ({self.max_event_bytes}): "
@@ -102,17 +146,11 @@ class Settings:
             )
         if self.queue_size > self.max_queue_size:
             raise ConfigError(f"queue_size ({self.queue_size}) must not exceed max_queue_size ({self.max_queue_size})")
-        if self.port > 65535:
-            raise ConfigError(f"port must be at most 65535, got {self.port}")
-        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
         if self.workers > 1 and self.redis_url is None:
             raise ConfigError(
                 "workers > 1 needs a Redis URL (--redis-url or BROADCASTER_REDIS_URL): "
                 "the in-memory backend cannot share events between processes"
             )
-        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
-            raise ConfigError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
 
     @property
     def backend_url(self) -> str:
@@ -126,12 +164,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from `BROADCASTER_*` variables, then `overrides` (None values are ignored)."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = environ.get(ENV_PREFIX + f.name.upper())
-            if raw is not None and raw != "":
-                values[f.name] = parse_value(f.name, raw)
+        values = env_values([f.name for f in dataclasses.fields(cls)], environ)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -141,27 +174,59 @@ def setting_fields() -> list[dataclasses.Field[Any]]:
     return list(dataclasses.fields(Settings))
 
 
-def parse_value(name: str, raw: str, source: str | None = None) -> Any:
-    """Convert the text of a setting to the field's type; `source` names where it came from in errors.
+def env_name(name: str) -> str:
+    """The environment variable of a setting: `queue_size` -> `BROADCASTER_QUEUE_SIZE`."""
+    return ENV_PREFIX + name.upper()
 
-    `source` defaults to the setting's environment variable; the CLI passes its flag.
+
+def flag_name(name: str) -> str:
+    """The command-line flag of a setting: `queue_size` -> `--queue-size`."""
+    return "--" + name.replace("_", "-")
+
+
+def env_values(names: list[str], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings among `names` that `BROADCASTER_*` variables set (empty ones are unset), parsed and checked."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name in names:
+        raw = environ.get(env_name(name))
+        if raw is not None and raw != "":
+            values[name] = parse_value(name, raw)
+    return values
+
+
+def parse_value(name: str, raw: str, source: str | None = None) -> Any:
+    """The text of a setting as the field's type, checked by that setting's own rule.
+
+    Raises `ConfigError` naming `source`: by default the setting's environment
+    variable; the CLI passes its flag. Rules between settings are `Settings`'s.
     """
-    default = next(f.default for f in dataclasses.fields(Settings) if f.name == name)
+    setting = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    default = setting.default
+    where = source or env_name(name)
+    value: Any = raw
     try:
         if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, OverflowPolicy):
-            return OverflowPolicy(raw)
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
+            value = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, OverflowPolicy):
+            value = OverflowPolicy(raw)
+        elif isinstance(default, int):
+            value = int(raw)
+        elif isinstance(default, float):
+            value = float(raw)
     except ValueError:
         if isinstance(default, OverflowPolicy):
-            raise ConfigError(_choices(name, raw, OverflowPolicy)) from None
-        where = source or f"{ENV_PREFIX}{name.upper()}"
+            raise ConfigError(_choices(where, raw, OverflowPolicy)) from None
         raise ConfigError(f"{where}: {raw!r} is not a valid {type(default).__name__}") from None
-    return raw
+    wrong = _wrong(setting, value)
+    if wrong:
+        raise ConfigError(f"{where} {wrong}")
+    return value
+
+
+def _wrong(setting: dataclasses.Field[Any], value: Any) -> str | None:
+    check: Check | None = setting.metadata["check"]
+    return check(value) if check is not None else None
 
 
 def _choices(name: str, value: object, enum_type: type[OverflowPolicy]) -> str:
@@ -174,6 +239,5 @@ def settings_markdown() -> str:
     rows = ["| flag | environment variable | default | meaning |", "| --- | --- | --- | --- |"]
     for f in setting_fields():
         default = "unset" if f.default is None else f"`{f.default}`"
-        flag = "--" + f.name.replace("_", "-")
-        rows.append(f"| `{flag}` | `{ENV_PREFIX}{f.name.upper()}` | {default} | {f.metadata['help']} |")
+        rows.append(f"| `{flag_name(f.name)}` | `{env_name(f.name)}` | {default} | {f.metadata['help']} |")
     return "\n".join(rows)

@@ -12,48 +12,100 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import orjson
 
 from . import __version__
-from ._config import ENV_PREFIX, Settings, parse_value, setting_fields
+from ._config import Settings, env_name, env_values, flag_name, parse_value, setting_fields
 from ._exceptions import ConfigError
 from ._types import OverflowPolicy
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+#: Every setting: each is a `serve` flag.
+SETTING_NAMES = tuple(f.name for f in setting_fields())
 _RECONNECT_MAX_S = 5.0
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    for f in setting_fields():
-        flag = "--" + f.name.replace("_", "-")
-        env = ENV_PREFIX + f.name.upper()
-        default = f.default
-        help_text = f"{f.metadata['help']} (env {env}; default {default if default is not None else 'unset'})"
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with a usage error on one line: the problem and where to read more, exit status 2.
+
+    argparse prints the whole usage first, which for `serve` (one flag per setting) is a page
+    in which the actual problem, on the last line, is easy to miss.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def subcommands(self) -> dict[str, argparse.ArgumentParser]:
+        """The parser of each subcommand, by name (empty if there are none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+    def parse_command(self, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
+        """The arguments, and the parser of the subcommand they name (to report later errors with).
+
+        Unknown arguments are reported by that subcommand's parser, whose --help lists the right options.
+        """
+        args, unknown = self.parse_known_args(argv)
+        parser: argparse.ArgumentParser = self
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parser = action.choices[getattr(args, str(action.dest))]
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return args, parser
+
+
+def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, names: Sequence[str]) -> None:
+    """One flag per setting in `names` (`--queue-size`), with the setting's help, variable and default.
+
+    The values stay text until `setting_values` parses them, so that an error names the flag.
+    """
+    fields = {f.name: f for f in setting_fields()}
+    for name in names:
+        default = fields[name].default
+        shown = default if default is not None else "unset"
+        help_text = f"{fields[name].metadata['help']} (env {env_name(name)}; default {shown})"
         choices = [p.value for p in OverflowPolicy] if isinstance(default, OverflowPolicy) else None
-        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text, choices=choices)
+        # argparse %-formats help texts: a literal % in a setting's help must not be read as a format.
+        parser.add_argument(
+            flag_name(name),
+            dest=name,
+            default=None,
+            metavar=name.upper(),
+            help=help_text.replace("%", "%%"),
+            choices=choices,
+        )
 
 
-def _settings_from_args(args: argparse.Namespace) -> Settings:
-    overrides = {}
-    for f in setting_fields():
-        raw = getattr(args, f.name, None)
+def setting_values(
+    args: argparse.Namespace, names: Sequence[str], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The settings among `names` given as flags, else as `BROADCASTER_*` variables, parsed and checked.
+
+    Raises `ConfigError` naming the flag or the variable that holds a bad value.
+    """
+    values = env_values(list(names), environ)
+    for name in names:
+        raw = getattr(args, name, None)
         if raw is not None:
-            overrides[f.name] = parse_value(f.name, raw, "--" + f.name.replace("_", "-"))
-    return Settings.from_env(**overrides)
+            values[name] = parse_value(name, raw, flag_name(name))
+    return values
 
 
 def serve(args: argparse.Namespace) -> int:
-    settings = _settings_from_args(args)
+    settings = Settings(**setting_values(args, SETTING_NAMES))
     # Worker processes build their app from the environment: hand them the final settings.
-    for f in setting_fields():
-        value = getattr(settings, f.name)
+    for name in SETTING_NAMES:
+        value = getattr(settings, name)
         if value is not None:
-            os.environ[ENV_PREFIX + f.name.upper()] = str(value)
+            os.environ[env_name(name)] = str(value)
 
     from .http.server import Server, make_config
 
@@ -178,13 +230,13 @@ def tail(args: argparse.Namespace) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="broadcaster", description="Real-time stream broadcaster (SSE and NDJSON).")
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="broadcaster", description="Real-time stream broadcaster (SSE and NDJSON).")
     parser.add_argument("--version", action="version", version=f"broadcaster {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_parser = commands.add_parser("serve", help="run the server", description="Run the server.")
-    _add_setting_flags(serve_parser)
+    add_setting_flags(serve_parser, SETTING_NAMES)
     serve_parser.set_defaults(func=serve)
 
     pub = commands.add_parser("publish", help="publish one event", description="Publish one JSON event on a topic.")
@@ -205,12 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, command = build_parser().parse_command(argv)
     try:
         result: int = args.func(args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        command.error(str(exc))
     except KeyboardInterrupt:
         return 130
     return result

@@ -160,12 +160,12 @@ def test_settings_from_env_unparsable_value_names_the_variable(variable, raw):
 
 
 def test_settings_from_env_unknown_overflow_names_the_setting():
-    with pytest.raises(ConfigError, match="overflow must be one of"):
+    with pytest.raises(ConfigError, match="BROADCASTER_OVERFLOW must be one of"):
         Settings.from_env({"BROADCASTER_OVERFLOW": "sometimes"})
 
 
 def test_settings_from_env_invalid_value_names_the_setting():
-    with pytest.raises(ConfigError, match="queue_size must be at least 1"):
+    with pytest.raises(ConfigError, match="BROADCASTER_QUEUE_SIZE must be at least 1, got 0"):
         Settings.from_env({"BROADCASTER_QUEUE_SIZE": "0"})
 
 
