@@ -9,7 +9,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._config import Settings
+from ._config import (
+    DEFAULT_HISTORY_SIZE,
+    DEFAULT_HISTORY_TTL_S,
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_REDIS_PREFIX,
+    Settings,
+)
 from ._event import Control, Event
 from ._exceptions import (
     BackendClosed,
@@ -22,12 +28,15 @@ from ._exceptions import (
     InvalidEventData,
     InvalidEventId,
     InvalidEventType,
+    InvalidLine,
     InvalidTopic,
     SubscriberEvicted,
 )
 from ._hub import Hub, TopicStats
+from ._lines import Line, LineRule, LineSplitter, TooLong, check_data, json_data, line_rule, text_data
 from ._replay import Replay
 from ._subscription import Subscription
+from ._topics import DEFAULT_EVENT_TYPE, validate_selector, validate_topic, validate_type
 from ._types import OverflowPolicy, Publish, StreamFormat
 from .backends import Backend, BackendMessage, HistoryPage, SupportsHealth, backend_from_url
 
@@ -40,6 +49,11 @@ __all__ = [
     "BroadcasterError",
     "ConfigError",
     "Control",
+    "DEFAULT_EVENT_TYPE",
+    "DEFAULT_HISTORY_SIZE",
+    "DEFAULT_HISTORY_TTL_S",
+    "DEFAULT_MAX_EVENT_BYTES",
+    "DEFAULT_REDIS_PREFIX",
     "Event",
     "EventTooLarge",
     "HistoryPage",
@@ -48,7 +62,11 @@ __all__ = [
     "InvalidEventData",
     "InvalidEventId",
     "InvalidEventType",
+    "InvalidLine",
     "InvalidTopic",
+    "Line",
+    "LineRule",
+    "LineSplitter",
     "OverflowPolicy",
     "Publish",
     "Replay",
@@ -57,7 +75,15 @@ __all__ = [
     "SubscriberEvicted",
     "Subscription",
     "SupportsHealth",
+    "TooLong",
     "TopicStats",
     "__version__",
     "backend_from_url",
+    "check_data",
+    "json_data",
+    "line_rule",
+    "text_data",
+    "validate_selector",
+    "validate_topic",
+    "validate_type",
 ]

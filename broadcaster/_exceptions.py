@@ -8,6 +8,7 @@ BroadcasterError
  ├─ InvalidEventId(BroadcasterError, ValueError)   a resume point that is not an id of ours
  ├─ EventTooLarge(BroadcasterError, ValueError)    serialised data over max_event_bytes
  ├─ InvalidEventData(BroadcasterError, ValueError) data that is empty or not on one line
+ │   └─ InvalidLine                                a line (or a JSON body) the line rules reject, with a code
  ├─ HubClosed                                      publish/subscribe after Hub.aclose()
  ├─ SubscriberEvicted                              raised by Subscription.get() after eviction
  └─ BackendError
@@ -53,6 +54,22 @@ class EventTooLarge(BroadcasterError, ValueError):
 
 class InvalidEventData(BroadcasterError, ValueError):
     """Event data that is empty or spans lines (it must be serialised JSON on one line)."""
+
+
+class InvalidLine(InvalidEventData):
+    """A line, or one event's data, that breaks the line rules (`broadcaster._lines`).
+
+    `code` says which rule: `invalid_json`, `invalid_utf8` or `too_long`; the message says
+    what is wrong. The line number is the caller's to add (`report(number)`).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def report(self, line: int) -> dict[str, object]:
+        """The rejection as the ingest report and the producers list it: `{"line", "code", "reason"}`."""
+        return {"line": line, "code": self.code, "reason": str(self)}
 
 
 class HubClosed(BroadcasterError):

@@ -1,82 +1,88 @@
-"""Input lines to event data, for the producers that read text (logtail, stdin)."""
+"""Lines to events for the producers that read lines (stdin, logtail), by the server's own line rules.
+
+What a line is and which lines are rejected is `broadcaster`'s (`LineSplitter`,
+`json_data`, `text_data`), the code the server's streamed ingest runs: a line a
+producer publishes is a line the server would take, and a line it rejects gets
+the same code (`invalid_json`, `invalid_utf8`, `too_long`) and reason as in the
+server's ingest report.
+"""
 
 from __future__ import annotations
 
-import orjson
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from broadcaster import InvalidLine, Line, Publish, line_rule
 
 from ._exceptions import InvalidData
 
-DEFAULT_MAX_LINE_BYTES = 1024 * 1024
+logger = logging.getLogger(__name__)
+
+#: Rejected lines kept in `errors` (all are counted), as in the server's ingest report.
+MAX_ERRORS = 20
 
 
-class LineBuffer:
-    """Cut chunks of bytes into lines (without `\\n`); a line over `max_line_bytes` is dropped and counted."""
+class LinePublisher:
+    """Publish lines on `topic` as events, one per line; count and log the ones rejected.
 
-    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
-        self.max_line_bytes = max_line_bytes
-        self.too_long = 0
-        self._partial = bytearray()
-        self._skipping = False
+    `source` names the input in log messages. `lines` counts every line, blank ones
+    included, so that line numbers match the input; `errors` holds the first
+    `MAX_ERRORS` rejections as `{"line", "code", "reason"}`, like the server's report.
+    """
+
+    def __init__(self, topic: str, *, text: bool, max_event_bytes: int, source: str) -> None:
+        self.topic = topic
+        self.max_event_bytes = max_event_bytes
+        self.source = source
+        self.rule = line_rule(text=text)
+        self.lines = 0
+        self.published = 0
+        self.rejected = 0
+        self.errors: list[dict[str, Any]] = []
+
+    async def publish(self, publish: Publish, lines: Iterable[Line]) -> None:
+        """Publish each line's event (blank lines are skipped); a rejected line is counted, logged and skipped."""
+        for line in lines:
+            self.lines += 1
+            try:
+                data = self.rule(line, self.max_event_bytes)
+                if data is not None:
+                    await publish(self.topic, data)
+                    self.published += 1
+            except InvalidLine as exc:
+                self._reject(exc.report(self.lines))
+            except InvalidData as exc:  # the target's own limit is lower than ours
+                self._reject({"line": self.lines, "code": "invalid_data", "reason": str(exc)})
+
+    def _reject(self, error: dict[str, Any]) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(error)
+        logger.warning("%s line %d skipped (%s): %s", self.source, error["line"], error["code"], error["reason"])
+
+
+class LineCounts:
+    """What a line-reading producer reports, read from its `LinePublisher` (`self._lines`)."""
+
+    _lines: LinePublisher
 
     @property
-    def pending(self) -> int:
-        """Bytes of the unfinished line held."""
-        return len(self._partial)
+    def lines(self) -> int:
+        """Lines read, blank ones included."""
+        return self._lines.lines
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """The lines `chunk` completes."""
-        parts = chunk.split(b"\n")
-        tail = parts.pop()
-        limit = self.max_line_bytes
-        lines: list[bytes] = []
-        for part in parts:
-            if self._skipping:  # the newline that ends an over-long line
-                self._skipping = False
-                self.too_long += 1
-                continue
-            if self._partial:
-                self._partial += part
-                part = bytes(self._partial)
-                self._partial.clear()
-            if len(part) > limit:
-                self.too_long += 1
-            else:
-                lines.append(part)
-        if not self._skipping:
-            self._partial += tail
-            if len(self._partial) > limit:
-                self._partial.clear()
-                self._skipping = True
-        return lines
+    @property
+    def published(self) -> int:
+        """Events published."""
+        return self._lines.published
 
-    def end(self) -> list[bytes]:
-        """The last line, if the input did not end with a newline."""
-        if self._skipping:
-            self._skipping = False
-            self.too_long += 1
-            return []
-        line = bytes(self._partial)
-        self._partial.clear()
-        return [line] if line else []
+    @property
+    def skipped(self) -> int:
+        """Lines rejected by the line rules (or by the target)."""
+        return self._lines.rejected
 
-
-def encode_line(line: bytes, *, text: bool) -> bytes | None:
-    """The event data of one input line; None for a blank line. Raises `InvalidData` for a line that is not JSON.
-
-    `text`: the line becomes a JSON string (a trailing CR removed, invalid UTF-8 replaced
-    by U+FFFD). Otherwise the line must hold one JSON value, which is sent on one line.
-    """
-    if text:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if not line.strip():
-            return None
-        return orjson.dumps(line.decode("utf-8", errors="replace"))
-    data = line.strip()
-    if not data:
-        return None
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidData(f"line is not JSON: {exc}") from None
-    return orjson.dumps(value) if b"\r" in data else data
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The first rejected lines, `{"line", "code", "reason"}` as in the server's ingest report."""
+        return self._lines.errors

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 from pathlib import Path
 from typing import BinaryIO
 
-from ._base import Publish
-from ._exceptions import InvalidData
-from ._lines import DEFAULT_MAX_LINE_BYTES, LineBuffer, encode_line
+from broadcaster import DEFAULT_MAX_EVENT_BYTES, Line, LineSplitter, Publish
+
+from ._lines import LineCounts, LinePublisher
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ _READ_BUDGET = 4 * 1024 * 1024  # per poll: a big backlog is read in steps, each
 class _Follower:
     """The blocking side of LogTail; every method runs in a worker thread, under one lock."""
 
-    def __init__(self, path: Path, *, from_start: bool, max_line_bytes: int) -> None:
+    def __init__(self, path: Path, *, from_start: bool, max_event_bytes: int) -> None:
         self.path = path
         self.from_start = from_start
-        self.buffer = LineBuffer(max_line_bytes)
+        self.buffer = LineSplitter.for_events(max_event_bytes)
         self.rotations = 0
         self.truncations = 0
         self._file: BinaryIO | None = None
@@ -53,12 +54,12 @@ class _Follower:
         self._closed = False
         self._lock = threading.Lock()
 
-    def poll(self) -> tuple[list[bytes], bool]:
+    def poll(self) -> tuple[list[Line], bool]:
         """Complete lines written since the last poll, and whether more data is waiting already."""
         with self._lock:
             if self._closed:
                 return [], False
-            lines: list[bytes] = []
+            lines: list[Line] = []
             if self._file is None:
                 self._open(at_end=self._first and not self.from_start)
                 self._first = False
@@ -100,7 +101,7 @@ class _Follower:
             return False  # renamed away and not created again yet: keep reading the old file
         return (stat.st_dev, stat.st_ino) != self._ident
 
-    def _read(self, lines: list[bytes], budget: int | None) -> bool:
+    def _read(self, lines: list[Line], budget: int | None) -> bool:
         """Read into `lines` up to `budget` bytes (None: to the end); True if the budget ran out first."""
         assert self._file is not None
         read = 0
@@ -125,13 +126,14 @@ class _Follower:
                 self._file = None
 
 
-class LogTail:
+class LogTail(LineCounts):
     """Follow `path` and publish each new line on `topic` (as a JSON string, or as JSON with `ndjson=True`).
 
     Runs until cancelled. `from_start=True` publishes the lines already in the file too;
     otherwise following starts at its end (a file created later is read from its start).
-    Lines that are not JSON (with `ndjson`) or too big for the target are skipped and
-    counted in `skipped`.
+    The line rules are the server's (README, "Streamed ingest"): a line that is not
+    UTF-8, not JSON (with `ndjson`) or over `max_event_bytes` is rejected, logged with
+    its number (counted from where following started) and counted in `skipped`.
     """
 
     def __init__(
@@ -142,20 +144,16 @@ class LogTail:
         poll_s: float = DEFAULT_POLL_S,
         from_start: bool = False,
         ndjson: bool = False,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
+        if not 0 < poll_s < math.inf:
+            raise ValueError(f"poll_s must be a finite number greater than 0, got {poll_s}")
         self.path = Path(path)
         self.topic = topic
         self.poll_s = poll_s
         self.ndjson = ndjson
-        self.published = 0
-        self._skipped = 0
-        self._follower = _Follower(self.path, from_start=from_start, max_line_bytes=max_line_bytes)
-
-    @property
-    def skipped(self) -> int:
-        """Lines not published: too long, or not JSON with `ndjson`."""
-        return self._skipped + self._follower.buffer.too_long
+        self._follower = _Follower(self.path, from_start=from_start, max_event_bytes=max_event_bytes)
+        self._lines = LinePublisher(topic, text=not ndjson, max_event_bytes=max_event_bytes, source=str(self.path))
 
     @property
     def following(self) -> bool:
@@ -165,7 +163,7 @@ class LogTail:
     @property
     def pending_bytes(self) -> int:
         """Bytes of an unfinished last line, read and held until its newline."""
-        return self._follower.buffer.pending
+        return self._follower.buffer.buffered
 
     @property
     def rotations(self) -> int:
@@ -182,19 +180,8 @@ class LogTail:
         try:
             while True:
                 lines, more = await asyncio.to_thread(follower.poll)
-                for line in lines:
-                    await self._publish_line(publish, line)
+                await self._lines.publish(publish, lines)
                 if not more:
                     await asyncio.sleep(self.poll_s)
         finally:
             follower.close()  # waits for a poll still running in its thread (a bounded read)
-
-    async def _publish_line(self, publish: Publish, line: bytes) -> None:
-        try:
-            data = encode_line(line, text=not self.ndjson)
-            if data is not None:
-                await publish(self.topic, data)
-                self.published += 1
-        except InvalidData as exc:
-            self._skipped += 1
-            logger.warning("%s: skipped a line: %s", self.path, exc)

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import stat
 import sys
 from collections.abc import AsyncGenerator
 from typing import BinaryIO
 
-from ._base import Publish
-from ._exceptions import InvalidData
-from ._lines import DEFAULT_MAX_LINE_BYTES, LineBuffer, encode_line
+from broadcaster import DEFAULT_MAX_EVENT_BYTES, LineSplitter, Publish
 
-logger = logging.getLogger(__name__)
+from ._lines import LineCounts, LinePublisher
 
 _READ_CHUNK = 256 * 1024
 
@@ -43,12 +40,14 @@ async def read_chunks(stream: BinaryIO) -> AsyncGenerator[bytes, None]:
         transport.close()
 
 
-class Stdin:
+class Stdin(LineCounts):
     """Publish each line of `stream` (default: standard input) on `topic`, until the input ends.
 
-    NDJSON by default: each line must hold one JSON value, and lines that do not are
-    skipped, logged and counted in `skipped`. With `text=True` each line becomes a JSON
-    string. Blank lines are ignored.
+    NDJSON by default: each line must hold one JSON value. With `text=True` each line
+    becomes a JSON string. The line rules are the server's (README, "Streamed ingest"):
+    blank lines are skipped; a line that is not JSON, not UTF-8 or over
+    `max_event_bytes` is rejected, logged with its line number and counted in
+    `skipped`; `errors` names the first ones.
     """
 
     def __init__(
@@ -57,36 +56,18 @@ class Stdin:
         *,
         text: bool = False,
         stream: BinaryIO | None = None,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.topic = topic
         self.text = text
         self.stream = stream
-        self.max_line_bytes = max_line_bytes
-        self.published = 0
-        self.skipped = 0
-        self.lines = 0
+        self.max_event_bytes = max_event_bytes
+        self._lines = LinePublisher(topic, text=text, max_event_bytes=max_event_bytes, source="stdin")
 
     async def run(self, publish: Publish) -> None:
-        buffer = LineBuffer(self.max_line_bytes)
+        splitter = LineSplitter.for_events(self.max_event_bytes)
         stream = self.stream if self.stream is not None else sys.stdin.buffer
-        try:
-            async with contextlib.aclosing(read_chunks(stream)) as chunks:
-                async for chunk in chunks:
-                    for line in buffer.feed(chunk):
-                        await self._publish_line(publish, line)
-            for line in buffer.end():
-                await self._publish_line(publish, line)
-        finally:
-            self.skipped += buffer.too_long
-
-    async def _publish_line(self, publish: Publish, line: bytes) -> None:
-        self.lines += 1
-        try:
-            data = encode_line(line, text=self.text)
-            if data is not None:
-                await publish(self.topic, data)
-                self.published += 1
-        except InvalidData as exc:
-            self.skipped += 1
-            logger.warning("stdin line %d skipped: %s", self.lines, exc)
+        async with contextlib.aclosing(read_chunks(stream)) as chunks:
+            async for chunk in chunks:
+                await self._lines.publish(publish, splitter.feed(chunk))
+        await self._lines.publish(publish, splitter.end())

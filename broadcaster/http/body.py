@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import orjson
 from fastapi import Request
 
+from .._exceptions import InvalidLine
+from .._lines import json_data
 from .errors import ClientError
 
 
@@ -38,20 +39,15 @@ async def read_limited(request: Request, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
-def canonical_json(raw: bytes, what: str = "body") -> bytes:
-    """Validate JSON and return it on one line: unchanged if it has no CR/LF, else re-serialised."""
-    stripped = raw.strip()
-    if not stripped:
-        raise ClientError(400, "invalid_json", f"{what} is empty: send one JSON value")
-    try:
-        value = orjson.loads(stripped)
-    except orjson.JSONDecodeError as exc:
-        raise ClientError(400, "invalid_json", f"{what} is not valid JSON: {exc}") from None
-    if b"\n" in stripped or b"\r" in stripped:
-        return orjson.dumps(value)
-    return stripped
-
-
 async def read_json_event(request: Request, limit: int) -> bytes:
-    """One event's data from an `application/json` body: bounded, validated, on one line."""
-    return canonical_json(await read_limited(request, limit, "the event body"))
+    """One event's data from an `application/json` body: bounded, then the line rules' `json_data` (one line)."""
+    what = "the event body"
+    try:
+        data = json_data(await read_limited(request, limit, what), limit, what)
+    except InvalidLine as exc:
+        if exc.code == "too_long":  # re-serialised on one line, it grew past the limit
+            raise ClientError(413, "payload_too_large", str(exc)) from None
+        raise ClientError(400, exc.code, str(exc)) from None
+    if data is None:
+        raise ClientError(400, "invalid_json", f"{what} is empty: send one JSON value")
+    return data

@@ -1,7 +1,7 @@
 """Streamed ingest: NDJSON or text lines and backlog uploads on POST /topics/{topic}/events.
 
 ```
-request.stream() -> size limit -> [multipart: the `file` field's bytes] -> LineSplitter -> one parse per line
+request.stream() -> size limit -> [multipart: the `file` field's bytes] -> LineSplitter -> one line rule per line
                                                                             -> hub.publish_many per chunk
 ```
 
@@ -11,8 +11,10 @@ round trip per chunk rather than per line) as soon as they are parsed, never
 waiting for more data. A producer that keeps one POST open for hours therefore
 sees every line delivered as soon as it is sent. One batch is in flight while
 the next chunk is read and parsed; the next batch starts only after it, so the
-order of the lines is kept. A bad line is rejected alone; the answer
-counts accepted and rejected lines and names the first rejected ones.
+order of the lines is kept. What a line is, and which are rejected, is the
+line rules' (`broadcaster._lines`, shared with the producers): a bad line is
+rejected alone; the answer counts accepted and rejected lines and names the
+first rejected ones.
 
 The answer's counters only move once a batch is published, so on a 413 (the
 body passed `max_body_bytes`) or a 503 (the backend failed mid-stream) `lines`
@@ -24,21 +26,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from .._config import Settings
 from .._event import Event
-from .._exceptions import BackendError, HubClosed
+from .._exceptions import BackendError, HubClosed, InvalidLine
 from .._hub import Hub
+from .._lines import Line, LineSplitter, line_rule
 from .errors import RETRY_AFTER_S, ClientError
-from .lines import Line, LineSplitter, TooLong
 from .uploads import END_OF_FILE, FileField, MultipartParseError, boundary_of
 
 logger = logging.getLogger(__name__)
@@ -52,10 +52,6 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BATCH = 1000
 #: Rejected lines named in the answer (all are counted).
 MAX_ERRORS = 20
-
-_BOM = b"\xef\xbb\xbf"
-# orjson says "line 1 column 7 (char 6)" of the line it parsed: only the column means anything to the sender.
-_POSITION = re.compile(r": line \d+ column (\d+) \(char \d+\)$")
 
 
 class _Stop(ClientError):
@@ -92,9 +88,9 @@ class _Ingest:
         self.hub = hub
         self.topic = topic
         self.event_type = event_type
-        self.text = text
         self.max_event_bytes = max_event_bytes
-        self.splitter = LineSplitter(max_event_bytes + 1)  # + 1: room for the CR of a CRLF line
+        self.rule = line_rule(text=text)
+        self.splitter = LineSplitter.for_events(max_event_bytes)
         self.lines = 0
         self.accepted = 0
         self.rejected = 0
@@ -127,14 +123,19 @@ class _Ingest:
     async def _take(self, lines: Sequence[Line]) -> None:
         if not lines:
             return
-        parse = self._text_line if self.text else self._json_line
+        rule = self.rule
+        limit = self.max_event_bytes
         items: list[tuple[str, bytes]] = []
         errors: list[dict[str, Any]] = []
         event_type = self.event_type
         number = self._numbered
         for line in lines:
             number += 1
-            data = parse(line, number, errors)
+            try:
+                data = rule(line, limit)
+            except InvalidLine as exc:
+                errors.append(exc.report(number))
+                continue
             if data is not None:
                 items.append((event_type, data))
                 if len(items) >= MAX_BATCH:
@@ -188,67 +189,6 @@ class _Ingest:
             if room > 0:
                 self.errors.extend(errors[:room])
         self.lines = number
-
-    def _json_line(self, line: Line, number: int, errors: list[dict[str, Any]]) -> bytes | None:
-        if isinstance(line, TooLong):
-            errors.append(self._too_long(number, line.size))
-            return None
-        data = line.strip()
-        if number == 1 and data.startswith(_BOM):
-            data = data[3:].strip()
-        if not data:
-            return None
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            errors.append(_bad_line(number, data, "invalid JSON: " + _POSITION.sub(r" at column \1", str(exc))))
-            return None
-        if b"\r" in data:  # a CR inside the line is JSON whitespace: put the value on one line
-            data = orjson.dumps(value)
-        if len(data) > self.max_event_bytes:
-            errors.append(self._too_long(number, len(data)))
-            return None
-        return data
-
-    def _text_line(self, line: Line, number: int, errors: list[dict[str, Any]]) -> bytes | None:
-        if isinstance(line, TooLong):
-            errors.append(self._too_long(number, line.size))
-            return None
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if number == 1 and line.startswith(_BOM):
-            line = line[3:]
-        if not line.strip():
-            return None
-        if len(line) > self.max_event_bytes:
-            errors.append(self._too_long(number, len(line)))
-            return None
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            errors.append(_bad_line(number, line, ""))
-            return None
-        data = orjson.dumps(text)
-        if len(data) > self.max_event_bytes:
-            reason = f"line is {len(data)} bytes as a JSON string, the limit is {self.max_event_bytes} bytes"
-            errors.append({"line": number, "code": "too_long", "reason": reason})
-            return None
-        return data
-
-    def _too_long(self, number: int, size: int) -> dict[str, Any]:
-        reason = f"line is {size} bytes, the limit is {self.max_event_bytes} bytes (max_event_bytes)"
-        return {"line": number, "code": "too_long", "reason": reason}
-
-
-def _bad_line(number: int, data: bytes, json_reason: str) -> dict[str, Any]:
-    """Name what is wrong with a line: not UTF-8 (with the offending byte), else the JSON error."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        byte = data[exc.start]
-        reason = f"not UTF-8: byte 0x{byte:02x} at column {exc.start + 1} ({exc.reason})"
-        return {"line": number, "code": "invalid_utf8", "reason": reason}
-    return {"line": number, "code": "invalid_json", "reason": json_reason}
 
 
 async def ingest(request: Request, hub: Hub, topic: str, event_type: str, kind: str) -> Response:

@@ -98,3 +98,20 @@ async def test_logtail_stops_promptly_when_cancelled(tmp_path):
     async with asyncio.timeout(1):
         await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
+
+
+async def test_logtail_rejects_lines_by_the_servers_rules_with_their_numbers(tmp_path):
+    """Issue 10 item 5: invalid UTF-8 is rejected (never replaced), like a too-long line; a BOM is dropped."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"\xef\xbb\xbffirst\nbad \xff byte\n" + b"x" * 100 + b"\n\nlast\n")
+    tail = LogTail(log, "logs", poll_s=0.01, from_start=True, max_event_bytes=64)
+    collect = Collect()
+    task = asyncio.create_task(tail.run(collect))
+    try:
+        await eventually(lambda: tail.lines == 5, what="every line read")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert collect.lines == ["first", "last"]
+    assert [(e["line"], e["code"]) for e in tail.errors] == [(2, "invalid_utf8"), (3, "too_long")]
+    assert tail.skipped == 2 and "byte 0xff at column 5" in tail.errors[0]["reason"]

@@ -54,11 +54,16 @@ async def test_stdin_publishes_ndjson_lines_from_a_pipe_as_they_come(pipe):
 
 async def test_stdin_text_lines_from_a_file(tmp_path):
     path = tmp_path / "in.txt"
-    path.write_bytes(b"first\r\nsecond \xff\n\n")  # CRLF, and a byte that is not UTF-8
+    path.write_bytes(b"first\r\nsecond \xff\n\nthird")  # CRLF, a byte that is not UTF-8, no final newline
     collect = Collect()
     with path.open("rb") as stream:
-        await Stdin("in", text=True, stream=stream).run(collect)
-    assert collect.data == ["first", "second \ufffd"]
+        producer = Stdin("in", text=True, stream=stream)
+        await producer.run(collect)
+    assert collect.data == ["first", "third"]
+    assert (producer.lines, producer.published, producer.skipped) == (4, 2, 1)
+    assert producer.errors == [
+        {"line": 2, "code": "invalid_utf8", "reason": "line is not UTF-8: byte 0xff at column 8 (invalid start byte)"}
+    ]
 
 
 async def test_stdin_stops_promptly_when_cancelled_while_no_input_comes(pipe):
