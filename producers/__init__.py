@@ -15,7 +15,9 @@ print(target.stats)
 
 from __future__ import annotations
 
-from ._base import Backoff, Overflow, Producer, Publish, Target, TargetStats
+from broadcaster import Publish
+
+from ._base import Backoff, Overflow, Producer, Target, TargetStats
 from ._exceptions import InvalidData, ProducerError, TargetClosed, TargetConfigError, TargetRejected, TargetUnavailable
 from ._targets import target_from_url
 from .http import HttpTarget

@@ -21,21 +21,33 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
+
+from broadcaster import ConfigError, InvalidTopic, Settings, validate_topic
+from broadcaster.cli import ArgumentParser, add_setting_flags, setting_values
 
 from ._base import DEFAULT_BATCH, DEFAULT_BUFFER, DEFAULT_RETRY_FOR_S, Producer, Target
 from ._exceptions import ProducerError, TargetConfigError
-from ._targets import target_from_url
+from ._targets import target_from_url, target_kind
 from .logtail import DEFAULT_POLL_S, LogTail
 from .sensor import DEFAULT_RATE, DEFAULT_SENSORS, Sensor
 from .stdin import Stdin
 
 DEFAULT_TARGET = "http://127.0.0.1:8000"
+TARGET_VARIABLE = "BROADCASTER_URL"
+#: The server's settings a producer must agree with: flags and `BROADCASTER_*` variables, as for `serve`.
+SERVER_SETTINGS = ("max_event_bytes", "redis_prefix", "history_size", "history_ttl_s")
+#: Those that only a Redis target uses (it writes the history itself).
+_REDIS_SETTINGS = {"redis_prefix": "prefix", "history_size": "history_size", "history_ttl_s": "history_ttl_s"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    target_help = "http://HOST:PORT (a broadcaster server) or redis://HOST:PORT/DB (env BROADCASTER_URL)"
-    common.add_argument("--target", default=os.environ.get("BROADCASTER_URL", DEFAULT_TARGET), help=target_help)
+def build_parser() -> ArgumentParser:
+    common = ArgumentParser(add_help=False)
+    target_help = (
+        f"http://HOST:PORT (a broadcaster server) or redis://HOST:PORT/DB (env {TARGET_VARIABLE}; "
+        f"default {DEFAULT_TARGET})"
+    )
+    common.add_argument("--target", help=target_help)
     common.add_argument("--topic", required=True, help="topic to publish on")
     common.add_argument("--type", default="message", help="event type (the SSE event name); default message")
     common.add_argument("--buffer", type=int, default=DEFAULT_BUFFER, help="events buffered for the target")
@@ -47,8 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-for-s", type=float, default=DEFAULT_RETRY_FOR_S, help="give up after this long without progress"
     )
     common.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    server = common.add_argument_group(
+        "server settings",
+        "These must match the server's own (they are its flags and variables); "
+        "--redis-prefix, --history-size and --history-ttl-s are for a redis:// target, which writes the history.",
+    )
+    add_setting_flags(server, SERVER_SETTINGS)
 
-    parser = argparse.ArgumentParser(prog="python -m producers", description="Run a ready-made event producer.")
+    parser = ArgumentParser(prog="python -m producers", description="Run a ready-made event producer.")
     producers = parser.add_subparsers(dest="producer", required=True, metavar="NAME")
 
     logtail = producers.add_parser("logtail", parents=[common], help="follow a file like tail -F, one event a line")
@@ -68,24 +86,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_producer(args: argparse.Namespace) -> Producer:
+def make_producer(args: argparse.Namespace, settings: dict[str, Any]) -> Producer:
     """The producer the arguments name. Raises `ValueError` for a bad option."""
+    try:
+        validate_topic(args.topic)
+    except InvalidTopic as exc:
+        raise ValueError(f"--topic: {exc}") from None
+    max_event_bytes = settings["max_event_bytes"]
     if args.producer == "logtail":
-        return LogTail(args.path, args.topic, poll_s=args.poll_s, from_start=args.from_start, ndjson=args.ndjson)
+        return LogTail(
+            args.path,
+            args.topic,
+            poll_s=args.poll_s,
+            from_start=args.from_start,
+            ndjson=args.ndjson,
+            max_event_bytes=max_event_bytes,
+        )
     if args.producer == "sensor":
         return Sensor(args.topic, rate=args.rate, count=args.count, sensors=args.sensors, seed=args.seed)
-    return Stdin(args.topic, text=args.text)
+    return Stdin(args.topic, text=args.text, max_event_bytes=max_event_bytes)
 
 
-def make_target(args: argparse.Namespace) -> Target:
-    return target_from_url(
-        args.target,
-        type=args.type,
-        buffer=args.buffer,
-        overflow=args.overflow,
-        batch=args.batch,
-        retry_for_s=args.retry_for_s,
-    )
+def make_target(args: argparse.Namespace, settings: dict[str, Any]) -> Target:
+    """The target `--target` (or `BROADCASTER_URL`) names. Raises `TargetConfigError` naming the bad option."""
+    url = args.target or os.environ.get(TARGET_VARIABLE) or DEFAULT_TARGET
+    try:
+        kind = target_kind(url)
+    except TargetConfigError as exc:
+        raise TargetConfigError(f"{'--target' if args.target else TARGET_VARIABLE}: {exc}") from None
+    options: dict[str, Any] = {
+        "type": args.type,
+        "buffer": args.buffer,
+        "overflow": args.overflow,
+        "batch": args.batch,
+        "retry_for_s": args.retry_for_s,
+        "max_event_bytes": settings["max_event_bytes"],
+    }
+    if kind == "redis":
+        options.update({option: settings[name] for name, option in _REDIS_SETTINGS.items()})
+    return target_from_url(url, **options)
+
+
+def server_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """`SERVER_SETTINGS` from flags, else `BROADCASTER_*` variables, else the server's defaults."""
+    defaults = Settings()
+    values = {name: getattr(defaults, name) for name in SERVER_SETTINGS}
+    values.update(setting_values(args, SERVER_SETTINGS))
+    return values
 
 
 async def run(producer: Producer, target: Target) -> None:
@@ -108,13 +155,13 @@ async def run(producer: Producer, target: Target) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args, parser = build_parser().parse_command(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        producer = make_producer(args)
-        target = make_target(args)
-    except (ValueError, TargetConfigError) as exc:
+        settings = server_settings(args)
+        producer = make_producer(args, settings)
+        target = make_target(args, settings)
+    except (ValueError, ConfigError, TargetConfigError) as exc:
         parser.error(str(exc))
     started = time.monotonic()
     code = 0

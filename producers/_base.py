@@ -22,23 +22,29 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, Self
 
-from broadcaster import InvalidEventType, InvalidTopic
-from broadcaster._config import DEFAULT_MAX_EVENT_BYTES
-from broadcaster._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
+from broadcaster import (
+    DEFAULT_EVENT_TYPE,
+    DEFAULT_MAX_EVENT_BYTES,
+    InvalidEventData,
+    InvalidEventType,
+    InvalidTopic,
+    Publish,
+    check_data,
+    validate_topic,
+    validate_type,
+)
 
 from ._exceptions import InvalidData, ProducerError, TargetClosed, TargetConfigError, TargetUnavailable
 
 logger = logging.getLogger(__name__)
 
-#: A callable that publishes serialised data on a topic (the same alias as `broadcaster.Publish`).
-Publish = Callable[[str, bytes], Awaitable[None]]
 
 DEFAULT_BUFFER = 10_000
 DEFAULT_BATCH = 1000
@@ -160,8 +166,16 @@ class Target:
             self.overflow = Overflow(overflow)
         except ValueError:
             raise TargetConfigError(f"overflow must be block or drop, got {overflow!r}") from None
-        if buffer < 1 or batch < 1:
-            raise TargetConfigError(f"buffer and batch must be at least 1, got {buffer} and {batch}")
+        for name, count in (("buffer", buffer), ("batch", batch), ("max_event_bytes", max_event_bytes)):
+            if count < 1:
+                raise TargetConfigError(f"{name} must be at least 1, got {count}")
+        for name, seconds in (
+            ("linger_s", linger_s),
+            ("retry_for_s", retry_for_s),
+            ("close_timeout_s", close_timeout_s),
+        ):
+            if not 0 <= seconds < math.inf:
+                raise TargetConfigError(f"{name} must be a finite number, at least 0, got {seconds}")
         if type != DEFAULT_EVENT_TYPE:
             try:
                 validate_type(type)
@@ -288,8 +302,10 @@ class Target:
                 raise InvalidData(str(exc)) from None
             if len(self._topics) < 1024:
                 self._topics.add(topic)
-        if not data or len(data) > self.max_event_bytes or b"\n" in data or b"\r" in data:
-            raise InvalidData(_why_invalid(data, self.max_event_bytes))
+        try:
+            check_data(data, self.max_event_bytes)
+        except InvalidEventData as exc:
+            raise InvalidData(str(exc)) from None
         queue = self._queue
         while len(queue) >= self.buffer:
             if self.overflow is Overflow.DROP:
@@ -380,11 +396,3 @@ class Target:
         self._inflight -= count
         if not self._queue and self._inflight == 0:
             self._idle.set()
-
-
-def _why_invalid(data: bytes, limit: int) -> str:
-    if not data:
-        return "event data is empty: publish serialised JSON"
-    if len(data) > limit:
-        return f"event data is {len(data)} bytes, the limit is {limit} bytes (max_event_bytes)"
-    return "event data must be serialised JSON on one line (no CR or LF)"

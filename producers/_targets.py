@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ._base import Target, safe_url
 from ._exceptions import TargetConfigError
+
+HTTP_SCHEMES = ("http://", "https://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def target_kind(url: str) -> Literal["http", "redis"]:
+    """Which target `url` names; raises `TargetConfigError` for any other scheme."""
+    if url.startswith(HTTP_SCHEMES):
+        return "http"
+    if url.startswith(REDIS_SCHEMES):
+        return "redis"
+    raise TargetConfigError(
+        f"unknown target {safe_url(url)!r}: use http://HOST:PORT (a broadcaster server) or redis://HOST:PORT/DB"
+    )
 
 
 def target_from_url(url: str, **options: Any) -> Target:
@@ -14,14 +28,10 @@ def target_from_url(url: str, **options: Any) -> Target:
     `options` go to the target (`type`, `buffer`, `overflow`, `batch`, `retry_for_s`, ...).
     Raises `TargetConfigError` for any other scheme.
     """
-    if url.startswith(("http://", "https://")):
+    if target_kind(url) == "http":
         from .http import HttpTarget
 
         return HttpTarget(url, **options)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from .redis import RedisTarget
+    from .redis import RedisTarget
 
-        return RedisTarget(url, **options)
-    raise TargetConfigError(
-        f"unknown target {safe_url(url)!r}: use http://HOST:PORT (a broadcaster server) or redis://HOST:PORT/DB"
-    )
+    return RedisTarget(url, **options)

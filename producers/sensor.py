@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ._base import Publish
+from broadcaster import Publish
 
 DEFAULT_RATE = 10.0
 DEFAULT_SENSORS = 3
@@ -86,8 +86,10 @@ class Sensor:
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be greater than 0, got {rate}")
-        if sensors < 1 or (count is not None and count < 0):
-            raise ValueError(f"sensors must be at least 1 and count not negative, got {sensors} and {count}")
+        if sensors < 1:
+            raise ValueError(f"sensors must be at least 1, got {sensors}")
+        if count is not None and count < 0:
+            raise ValueError(f"count must not be negative, got {count}")
         self.topic = topic
         self.rate = rate
         self.count = count

@@ -50,3 +50,25 @@ def test_import_broadcaster_imports_no_web_framework_or_redis():
 def test_memory_backend_imports_no_redis():
     code = "import broadcaster\nbroadcaster.backend_from_url('memory://')\nimport broadcaster.backends.memory"
     assert _imported_after(code) == []
+
+
+def test_producers_import_only_public_names_of_broadcaster():
+    """Issue 10 item 6: no `broadcaster._config`, `broadcaster._topics`, backends or http in producers/."""
+    import ast
+    from pathlib import Path
+
+    allowed_modules = {"broadcaster", "broadcaster.cli"}
+    for path in sorted((Path(__file__).parent.parent / "producers").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("broadcaster"):
+                assert node.module in allowed_modules, f"{path.name} imports from {node.module}"
+                for alias in node.names:
+                    assert not alias.name.startswith("_"), f"{path.name} imports {node.module}.{alias.name}"
+                    if node.module == "broadcaster":
+                        assert alias.name in broadcaster.__all__, f"{path.name} imports {alias.name}"
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("broadcaster.") for a in node.names), path.name
+
+
+def test_import_producers_imports_no_web_framework_or_redis():
+    assert _imported_after("import producers\nimport producers.__main__") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import httpx
@@ -17,7 +18,7 @@ from ..support.servers import thread_server
 pytestmark = pytest.mark.e2e
 
 
-async def _producers(*args: str, stdin: bytes | None = None) -> tuple[int, str]:
+async def _producers(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -26,6 +27,7 @@ async def _producers(*args: str, stdin: bytes | None = None) -> tuple[int, str]:
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}, **(env or {})},
     )
     try:
         async with asyncio.timeout(20):
@@ -63,6 +65,21 @@ async def test_cli_stdin_publishes_straight_into_redis(make_settings, redis_url)
         history = await _history(server.url, "logs")
     assert code == 0, err
     assert history == ["one", "two", "three"]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("flags", "env"),
+    [(["--history-size", "2"], {}), ([], {"BROADCASTER_HISTORY_SIZE": "2"})],
+    ids=["flag", "variable"],
+)
+async def test_cli_redis_target_takes_the_servers_history_settings(make_settings, redis_url, flags, env):
+    code, err = await _producers(
+        "stdin", "--target", redis_url, "--topic", "short", *flags, stdin=b"1\n2\n3\n", env=env
+    )
+    assert code == 0, err
+    with thread_server(make_settings(redis_url=redis_url)) as server:
+        assert await _history(server.url, "short") == [2, 3]
 
 
 async def test_cli_reports_a_target_that_is_down(capsys):

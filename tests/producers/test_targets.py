@@ -208,5 +208,23 @@ async def test_targets_refuse_invalid_data_and_urls(redis_url):
             with pytest.raises(InvalidData, match=why):
                 await target.publish(topic, data)
     async with RedisTarget(redis_url) as redis_target:
-        with pytest.raises(InvalidData, match="not JSON"):
+        with pytest.raises(InvalidData, match="not valid JSON"):
             await redis_target.publish("plant", b"{nope")
+
+
+@pytest.mark.redis
+async def test_redis_target_takes_history_settings_as_arguments_never_from_the_environment(
+    monkeypatch, make_settings, redis_url
+):
+    """Issue 10 item 6: the server's variables in the producer's environment change nothing."""
+    monkeypatch.setenv("BROADCASTER_HISTORY_SIZE", "1")
+    monkeypatch.setenv("BROADCASTER_REDIS_PREFIX", "elsewhere:")
+    async with RedisTarget(redis_url, history_size=3) as target:
+        for n in range(5):
+            await target.publish("kept", b"%d" % n)
+        await target.flush()
+    with thread_server(make_settings(redis_url=redis_url)) as server:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert await _history(client, "kept") == [2, 3, 4]
+    with pytest.raises(TargetConfigError, match="history_size must be at least 1"):
+        RedisTarget(redis_url, history_size=0)
