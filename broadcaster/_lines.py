@@ -161,7 +161,9 @@ def json_data(line: Line, max_bytes: int, what: str = "line") -> bytes | None:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise _not_json(what, data, exc) from None
-    if b"\r" in data or b"\n" in data:  # inside a value they are JSON whitespace: put it on one line
+    # A CR or LF inside a value is JSON whitespace: put the value on one line. (Bytes as ints: `13 in data`
+    # is a memchr; `b"\r" in data` first tries the argument as an int, failing, and costs ten times more.)
+    if 13 in data or 10 in data:
         data = orjson.dumps(value)
     if len(data) > max_bytes:
         raise too_long(what, len(data), max_bytes)
