@@ -163,7 +163,7 @@ async def history(
         page = first
         while True:
             if page.events:
-                yield b"".join([e.render_ndjson() for e in page.events])
+                yield NDJSON.download(page.events)
             try:
                 page = await anext(pages)
             except StopAsyncIteration:

@@ -113,12 +113,17 @@ def test_encoder_event_frames_parse_back_to_the_event(event: Event, sse: bytes, 
 
 def test_encoder_event_frame_is_built_once_and_shared():
     event = _event()
-    # One event alone is sent as its cached frame itself: no copy per subscriber.
-    assert SSE.encode([event]) is event.sse
-    assert NDJSON.encode([event]) is event.ndjson
-    assert event.sse is event.sse
-    assert event.ndjson is event.ndjson
-    assert event.sse_envelope is event.sse_envelope
+    # The first encoding caches the frame on the event; every later one (any encoder) reuses it.
+    assert SSE.frame(event) is SSEEncoder().frame(event) is event.sse_frame
+    assert NDJSON.frame(event) is NDJSONEncoder().frame(event) is event.ndjson_line
+    assert SSE_ENVELOPE.frame(event) is SSEEncoder(envelope=True).frame(event) is event.envelope_frame
+    assert SSE.chunk(event) is SSE.chunk(event)  # one HTTP chunk per event and encoder, for all subscribers
+
+
+def test_encoder_download_frames_without_caching():
+    event = _event()
+    assert NDJSON.download([event, event]) == NDJSON.frame(_event()) * 2
+    assert event.ndjson_line is None, "a history download leaves the event uncached"
 
 
 # -- line separators inside data ---------------------------------------------------------------
