@@ -26,6 +26,7 @@ from ._exceptions import (
     SubscriberEvicted,
 )
 from ._hub import Hub, TopicStats
+from ._redact import redact_url
 from ._replay import Replay
 from ._subscription import Subscription
 from ._types import OverflowPolicy, Publish, StreamFormat
@@ -60,4 +61,5 @@ __all__ = [
     "TopicStats",
     "__version__",
     "backend_from_url",
+    "redact_url",
 ]

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, Self
 
-from broadcaster import InvalidEventType, InvalidTopic
+from broadcaster import InvalidEventType, InvalidTopic, redact_url
 from broadcaster._config import DEFAULT_MAX_EVENT_BYTES
 from broadcaster._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
 
@@ -80,11 +80,8 @@ class TargetStats:
     retries: int = 0
 
 
-def safe_url(url: str) -> str:
-    """`url` with its credentials hidden, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}***@{host}" if at else url
+#: `url` with its credentials hidden, for messages and logs (the server's own helper).
+safe_url = redact_url
 
 
 class Backoff:

@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from .._event import Event, EventId, format_id, join_lines, parse_id
 from .._exceptions import BackendClosed, BackendError, BackendUnavailable
+from .._redact import redact_url
 from .._topics import is_pattern, pattern_regex
 from ._pubsub import PubSubConnection
 from ._redis_scripts import PUBLISH_SCRIPT
@@ -110,7 +111,7 @@ class RedisBackend:
         try:
             await self.ping()
         except BackendUnavailable as exc:
-            logger.warning("Redis is not reachable yet, will keep trying: %s", exc, extra={"url": self._safe_url})
+            logger.warning("Redis is not reachable yet, will keep trying: %s", exc, extra={"url": redact_url(self.url)})
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -128,11 +129,6 @@ class RedisBackend:
                     await pubsub.aclose()
                 if self._client is not None:
                     await self._client.aclose()
-
-    @property
-    def _safe_url(self) -> str:
-        head, _, tail = self.url.rpartition("@")
-        return f"{head.split('://')[0]}://***@{tail}" if head else self.url
 
     def _check_open(self) -> Any:
         if self._closed or self._client is None:
