@@ -124,7 +124,7 @@ class Event:
 
 
 class Control:
-    """A control message of a stream: `gap`, `reset`, `live`, `error`, `shutdown` or `heartbeat`.
+    """A control message of a stream: `gap`, `reset`, `live`, `fault`, `shutdown` or `heartbeat`.
 
     It never carries `data`, so `jq 'select(.data)'` keeps only events.
     """

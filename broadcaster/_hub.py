@@ -181,7 +181,7 @@ class Hub:
         self.failure = f"event pump stopped: {exc!r}" if exc else "event pump stopped"
         logger.error("hub pump stopped; ending all streams", exc_info=exc)
         failure = self.failure
-        self.end_streams(lambda: Control("error", {"reason": "server fault", "message": failure}))
+        self.end_streams(lambda: Control("fault", {"reason": "server fault", "message": failure}))
 
     # -- publishing ------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from typing import Any, Self
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from typing import Any, Self, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -40,6 +40,8 @@ from ._redis_scripts import PUBLISH_SCRIPT
 from .base import RESYNC, BackendMessage, HistoryPage, TopicInfo
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 DEFAULT_READ_TIMEOUT_S = 1.0
@@ -58,6 +60,13 @@ def _map_redis_errors() -> Iterator[None]:
         raise BackendUnavailable(f"Redis is unreachable: {exc}") from exc
     except RedisError as exc:
         raise BackendError(f"Redis error: {exc}") from exc
+
+
+def _stale_connection(exc: BaseException) -> bool:
+    """Whether a command failed on a pooled connection that Redis had closed (it restarted, or
+    dropped idle clients), not on connecting: then a fresh connection may well work at once."""
+    cause = exc.__cause__
+    return isinstance(cause, RedisConnectionError) and "connecting to" not in str(cause)
 
 
 class RedisBackend:
@@ -137,9 +146,25 @@ class RedisBackend:
 
     async def ping(self) -> None:
         client = self._check_open()
-        with _map_redis_errors():
-            await client.ping()
+        await self._run(client.ping)
         self.available = True
+
+    async def _run(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Run a command (mapping errors); once more at once if the pooled connection was stale.
+
+        After Redis restarts, the pool still holds connections to the old process, and the
+        first command on one fails: retried on a new connection, the first publish after an
+        outage succeeds as soon as Redis accepts connections. A failure to connect is not
+        retried (it answers 503 at once).
+        """
+        try:
+            with _map_redis_errors():
+                return await command()
+        except BackendUnavailable as exc:
+            if not _stale_connection(exc):
+                raise
+        with _map_redis_errors():
+            return await command()
 
     # -- publishing and history ------------------------------------------------------------
 
@@ -159,8 +184,7 @@ class RedisBackend:
         type_arg = types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])
         args = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob]
         try:
-            with _map_redis_errors():
-                ms, n = await self._script(keys=keys, args=args)
+            ms, n = await self._run(lambda: self._script(keys=keys, args=args))
         except BackendUnavailable:
             self.available = False
             raise
@@ -200,13 +224,17 @@ class RedisBackend:
             skipped_from = "-" if after is None else "(" + format_id(after)
         else:
             start = "(" + format_id(after)
-        with _map_redis_errors():
+
+        async def read() -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.xrange(key, start, "+", count=limit)
                 pipe.get(f"{self.prefix}trimmed:{topic}")
                 if skipped_from is not None:  # the newest entry skipped that way counts as trimmed
                     pipe.xrevrange(key, "(" + format_id(horizon), skipped_from, count=1)
-                entries, mark, *skipped = await pipe.execute()
+                result: list[Any] = await pipe.execute()
+                return result
+
+        entries, mark, *skipped = await self._run(read)
         trimmed = parse_id(mark.decode()) if mark else None
         if skipped and skipped[0]:
             newest_expired = parse_id(skipped[0][0][0].decode())
@@ -218,8 +246,7 @@ class RedisBackend:
         client = self._check_open()
         if count <= 0:
             return []
-        with _map_redis_errors():
-            entries = await client.xrevrange(self._stream_key(topic), "+", "-", count=count)
+        entries = await self._run(lambda: client.xrevrange(self._stream_key(topic), "+", "-", count=count))
         events = self._to_events(topic, list(reversed(entries)))
         return self._apply_ttl(events, None)[0]
 

@@ -131,10 +131,20 @@ class SSEEncoder(_Framing):
         return head + b"event: " + control.kind.encode() + b"\ndata: " + _control_json(control) + b"\n\n"
 
     def keepalive(self) -> bytes:
-        return b": keepalive\n\n"
+        """A comment line and no blank line: it dispatches nothing, even after the preamble."""
+        return b": keepalive\n"
 
     def preamble(self, retry_ms: int) -> bytes:
-        return b"retry: %d\n\n" % retry_ms
+        """`retry:` with no blank line after it.
+
+        EventSource applies `retry:` as soon as it parses the line, so the hint is in effect
+        at once; without a blank line of its own it joins the block of the stream's first
+        event or control message, so no client (httpx-sse, sseclient-py, the npm
+        `eventsource`, browsers) sees an empty event. Keepalives are comment lines without a
+        blank line for the same reason: a blank line would dispatch the pending `retry:`
+        as an event with empty data in clients that yield every block.
+        """
+        return b"retry: %d\n" % retry_ms
 
 
 class NDJSONEncoder(_Framing):

@@ -169,7 +169,7 @@ async def history(
             except StopAsyncIteration:
                 return
             except BackendError as exc:
-                yield NDJSON.control(Control("error", {"reason": f"backend error: {exc}"}))
+                yield NDJSON.control(Control("fault", {"reason": f"backend error: {exc}"}))
                 return
 
     headers = {"Content-Disposition": f'attachment; filename="{topic}.ndjson"', "Cache-Control": "no-store"}

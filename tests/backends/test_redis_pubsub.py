@@ -184,3 +184,16 @@ async def _drained(drain, expected: list[Event]) -> bool:
     got = await drain()
     assert got == expected[: len(got)], "in order, no duplicate"
     return len(got) == len(expected)
+
+
+async def test_first_publish_after_a_restart_succeeds_without_a_503(redis_server_factory):
+    """Issue 16: idle through a Redis restart, the first publish failed on a stale pooled connection."""
+    server = redis_server_factory()
+    async with RedisBackend(server.url) as backend:
+        await backend.publish("t", [("message", b"1")])  # the pool now holds a connection
+        server.stop()
+        server.start()  # same port; nothing used the backend meanwhile
+        async with asyncio.timeout(1):
+            [event] = await backend.publish("t", [("message", b"2")])
+        assert event.data == b"2"
+        assert backend.available
