@@ -34,6 +34,7 @@ from ._exceptions import (
 )
 from ._hub import Hub, TopicStats
 from ._lines import Line, LineRule, LineSplitter, TooLong, check_data, json_data, line_rule, text_data
+from ._redact import redact_url
 from ._replay import Replay
 from ._subscription import Subscription
 from ._topics import DEFAULT_EVENT_TYPE, validate_selector, validate_topic, validate_type
@@ -82,6 +83,7 @@ __all__ = [
     "check_data",
     "json_data",
     "line_rule",
+    "redact_url",
     "text_data",
     "validate_selector",
     "validate_topic",

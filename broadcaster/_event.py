@@ -1,9 +1,10 @@
 """Events, control messages and event ids.
 
-An `Event` carries its data already serialised (JSON bytes, one line). Its wire
-frames (`sse`, `sse_envelope`, `ndjson`) are built on first use and cached on
-the event, so every subscriber of a process shares the same bytes: fan-out is a
-queue append, never an encoding.
+An `Event` carries its data already serialised (JSON bytes, one line). The
+encoders (`broadcaster.http.encoders`) frame events and control messages; an
+event's frames are built on first use and cached on the event, so every
+subscriber of a process shares the same bytes: fan-out is a queue append, never
+an encoding.
 
 Event ids are `<ms>-<n>`: the publish time in Unix milliseconds and a counter
 that the backend increases on every publish, on every topic. Ids are therefore
@@ -71,28 +72,16 @@ def format_id(event_id: EventId) -> str:
     return f"{event_id[0]}-{event_id[1]}"
 
 
-#: Characters that JSON leaves raw but `str.splitlines()` (and httpx's `aiter_lines()`) breaks lines at:
-#: NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR. In valid JSON they only occur inside strings.
-_UNICODE_LINE_BREAKS = ((b"\xc2\x85", b"\\u0085"), (b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
-
-
-def _line_safe(data: bytes) -> bytes:
-    """`data` with Unicode line breaks escaped, so a frame stays one line for every line-based reader."""
-    if data.isascii():  # the common case, checked a word at a time: nothing to escape
-        return data
-    for raw, escaped in _UNICODE_LINE_BREAKS:
-        if raw in data:
-            data = data.replace(raw, escaped)
-    return data
-
-
 class Event:
-    """One published event. Immutable by convention; frames are cached on first use.
+    """One published event. Immutable by convention.
 
-    `data` is the JSON serialisation of the event's payload (one line, no CR/LF).
+    `data` is the JSON serialisation of the event's payload (one line, no CR/LF). The
+    slots `sse_frame`, `envelope_frame` and `ndjson_line` are the encoders' cache
+    (`broadcaster.http.encoders`): each wire frame is built on first use and shared by
+    every subscriber of the process.
     """
 
-    __slots__ = ("topic", "id", "type", "ts", "data", "size", "_seq", "_sse", "_sse_envelope", "_ndjson")
+    __slots__ = ("topic", "id", "type", "ts", "data", "size", "_seq", "sse_frame", "envelope_frame", "ndjson_line")
 
     def __init__(self, topic: str, id: str, type: str, data: bytes, ts: int | None = None) -> None:
         self.topic = topic
@@ -103,9 +92,9 @@ class Event:
         #: Bytes this event costs a queue: its data plus a fixed overhead for framing.
         self.size = len(data) + 64
         self._seq: EventId | None = None
-        self._sse: bytes | None = None
-        self._sse_envelope: bytes | None = None
-        self._ndjson: bytes | None = None
+        self.sse_frame: bytes | None = None
+        self.envelope_frame: bytes | None = None
+        self.ndjson_line: bytes | None = None
 
     def __repr__(self) -> str:
         return f"Event(topic={self.topic!r}, id={self.id!r}, type={self.type!r}, data={self.data[:40]!r})"
@@ -129,50 +118,13 @@ class Event:
         """The payload, deserialised."""
         return orjson.loads(self.data)
 
-    @property
-    def sse(self) -> bytes:
-        """The SSE frame (`id:`, `event:` unless `message`, `data:`, blank line)."""
-        frame = self._sse
-        if frame is None:
-            event_line = b"" if self.type == "message" else b"event: " + self.type.encode() + b"\n"
-            frame = b"id: " + self.id.encode() + b"\n" + event_line + b"data: " + _line_safe(self.data) + b"\n\n"
-            self._sse = frame
-        return frame
-
-    @property
-    def sse_envelope(self) -> bytes:
-        """The SSE frame of a multi-topic stream: `data:` holds the whole envelope, so the topic is known."""
-        frame = self._sse_envelope
-        if frame is None:
-            event_line = b"" if self.type == "message" else b"event: " + self.type.encode() + b"\n"
-            frame = b"id: " + self.id.encode() + b"\n" + event_line + b"data: " + self.ndjson[:-1] + b"\n\n"
-            self._sse_envelope = frame
-        return frame
-
-    @property
-    def ndjson(self) -> bytes:
-        """The NDJSON line: `{"id","topic","type","ts","data"}` and a newline. Cached: subscribers share it."""
-        line = self._ndjson
-        if line is None:
-            line = self._ndjson = self.render_ndjson()
-        return line
-
-    def render_ndjson(self) -> bytes:
-        """The NDJSON line without caching it (a history download reads events once; caching
-        their lines would grow a memory backend's history by the size of the download)."""
-        if self._ndjson is not None:
-            return self._ndjson
-        # topic, type and id only hold [A-Za-z0-9._:-], so they need no JSON escaping.
-        head = f'{{"id":"{self.id}","topic":"{self.topic}","type":"{self.type}","ts":{self.ts},"data":'
-        return head.encode() + _line_safe(self.data) + b"}\n"
-
     def as_dict(self) -> dict[str, Any]:
         """The NDJSON envelope as a dict (payload deserialised)."""
         return {"id": self.id, "topic": self.topic, "type": self.type, "ts": self.ts, "data": self.json()}
 
 
 class Control:
-    """A control message of a stream: `gap`, `reset`, `live`, `error`, `shutdown` or `heartbeat`.
+    """A control message of a stream: `gap`, `reset`, `live`, `fault`, `shutdown` or `heartbeat`.
 
     It never carries `data`, so `jq 'select(.data)'` keeps only events.
     """
@@ -194,7 +146,5 @@ class Control:
     __hash__ = None  # type: ignore[assignment]
 
     def as_dict(self) -> dict[str, Any]:
+        """The control message as the encoders frame it: `{"control": kind, **fields}`."""
         return {"control": self.kind, **self.fields}
-
-    def json(self) -> bytes:
-        return orjson.dumps(self.as_dict())

@@ -15,7 +15,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -23,15 +23,17 @@ import orjson
 
 from ._config import Settings
 from ._event import Control, Event, EventId
-from ._exceptions import EventTooLarge, HubClosed
+from ._exceptions import BackendError, EventTooLarge, HubClosed
 from ._subscription import Subscription
-from ._topics import DEFAULT_EVENT_TYPE, validate_selector, validate_topic, validate_type
+from ._topics import DEFAULT_EVENT_TYPE, is_pattern, matches_any, validate_selector, validate_topic, validate_type
 from ._types import OverflowPolicy
-from .backends import Backend, HistoryPage, SupportsHealth, TopicInfo, backend_from_url
+from .backends import RESYNC, Backend, HistoryPage, SupportsHealth, TopicInfo, backend_from_url
 
 logger = logging.getLogger(__name__)
 
 _RATE_WINDOW_S = 60.0
+#: Events per history read when paging through a topic (downloads, catch-up after an outage).
+HISTORY_PAGE = 1000
 
 
 class _State(enum.Enum):
@@ -100,6 +102,10 @@ class Hub:
         self._pump_task: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
         self._last_ids: dict[str, str] = {}
+        #: The newest id delivered live; a catch-up after an outage starts after it.
+        self._last_seen: EventId | None = None
+        #: Per topic, the newest id a catch-up delivered: live events up to it are not delivered again.
+        self._caught_up: dict[str, EventId] = {}
         self._rate_marks: dict[str, tuple[float, int]] = {}
         self._rates: dict[str, float] = {}
         self._dirty: list[Subscription] = []
@@ -175,7 +181,7 @@ class Hub:
         self.failure = f"event pump stopped: {exc!r}" if exc else "event pump stopped"
         logger.error("hub pump stopped; ending all streams", exc_info=exc)
         failure = self.failure
-        self.end_streams(lambda: Control("error", {"reason": "server fault", "message": failure}))
+        self.end_streams(lambda: Control("fault", {"reason": "server fault", "message": failure}))
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -341,9 +347,14 @@ class Hub:
         last_ids = self._last_ids
         metrics = self.metrics
         dirty = self._dirty
+        caught_up = self._caught_up
         async for key, event in self.backend.messages():
             route = routes.get(key)
             if type(event) is Event:
+                if caught_up and event.topic in caught_up:
+                    if event.seq <= caught_up[event.topic]:
+                        continue  # the catch-up delivered it
+                    del caught_up[event.topic]
                 if route is not None:
                     for sub in route.fanout:
                         sub.offer(event)
@@ -353,9 +364,60 @@ class Hub:
                 topic = event.topic
                 counts[topic] = counts.get(topic, 0) + 1
                 last_ids[topic] = event.id
+                self._last_seen = event.seq
+            elif key == RESYNC.key and event is RESYNC.event:
+                await self._catch_up()
             elif route is not None and isinstance(event, Control):
                 for sub in route.fanout:
                     sub.put_control(Control(event.kind, event.fields))
+
+    async def _catch_up(self) -> None:
+        """After the backend reconnected: deliver what was published on our keys while it was away.
+
+        Every retained page (an outage may span more than a page), merged by id across topics.
+        The newest id caught up becomes the next catch-up's start, so a second outage before
+        any live message delivers nothing twice. A backend that fails again meanwhile
+        reconnects and resyncs again; nothing is lost by giving up here.
+        """
+        since = self._last_seen
+        if since is None:
+            return
+        patterns = [k for k in self._routes if is_pattern(k)]
+        topics = {k for k in self._routes if not is_pattern(k)}
+        messages: list[tuple[str, Event | Control]] = []
+        try:
+            if patterns:
+                topics.update(i.topic for i in await self.backend.topics("*") if matches_any(i.topic, patterns))
+            for topic in sorted(topics):
+                keys = [k for k in self._routes if matches_any(topic, [k])]
+                first = True
+                async for page in self.history_pages(topic, after=since):
+                    if first and page.trimmed is not None and page.trimmed > since:
+                        gap = Control(
+                            "gap", {"reason": "events were trimmed from history while the backend was unreachable"}
+                        )
+                        messages.extend((key, gap) for key in keys)
+                    first = False
+                    messages.extend((key, event) for event in page.events for key in keys)
+                    if page.events:
+                        self._caught_up[topic] = page.events[-1].seq
+        except BackendError as exc:
+            logger.warning("catch-up after reconnecting interrupted, waiting for the next reconnect: %s", exc)
+        messages.sort(key=lambda m: m[1].seq if type(m[1]) is Event else (0, 0))
+        for key, item in messages:
+            route = self._routes.get(key)
+            if route is None:
+                continue
+            if isinstance(item, Event):
+                for sub in route.fanout:
+                    sub.offer(item)
+                self._last_seen = max(self._last_seen or item.seq, item.seq)
+                self._last_ids[item.topic] = item.id
+            else:
+                for sub in route.fanout:
+                    sub.put_control(Control(item.kind, item.fields))
+        if self._dirty and self._flush_handle is None:
+            self._schedule_flush()
 
     # -- history and introspection ---------------------------------------------------------
 
@@ -363,6 +425,26 @@ class Hub:
         """Retained events of `topic` after `after`, oldest first. Raises `BackendUnavailable`."""
         self._check_open()
         return await self.backend.history(validate_topic(topic), after=after, limit=limit)
+
+    async def history_pages(
+        self, topic: str, *, after: EventId | None = None, limit: int | None = None, page_size: int = HISTORY_PAGE
+    ) -> AsyncIterator[HistoryPage]:
+        """Every retained page of `topic` after `after`, oldest first, up to `limit` events in all.
+
+        The first page is yielded even when empty (its `trimmed` tells whether events after
+        `after` were lost); the iteration ends at the newest retained event. Raises
+        `BackendUnavailable` from any page.
+        """
+        remaining = limit
+        while True:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page = await self.history(topic, after=after, limit=size)
+            yield page
+            if remaining is not None:
+                remaining -= len(page.events)
+            if len(page.events) < size or remaining == 0:
+                return
+            after = page.events[-1].seq
 
     async def tail(self, topic: str, count: int) -> list[Event]:
         self._check_open()

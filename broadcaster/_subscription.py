@@ -8,7 +8,7 @@ one `drain()`, so a burst costs it one wake-up and one write.
 The queue is bounded twice: in events (`queue_size`) and in bytes of event data
 (`queue_bytes`). When an event does not fit, the overflow policy decides:
 
-- `disconnect`: the queue is emptied and the subscription ends with an `error`
+- `disconnect`: the queue is emptied and the subscription ends with a `fault`
   control message (`SubscriberEvicted` for `get()`/iteration);
 - `drop-oldest`: the oldest events make room; a `gap` marker takes their place;
 - `drop-newest`: the new event is discarded; a `gap` marker follows the queue.
@@ -250,7 +250,7 @@ class Subscription:
         self._events = self._bytes = 0
         self.finish(
             Control(
-                "error",
+                "fault",
                 {
                     "reason": "slow consumer",
                     "message": (
@@ -271,7 +271,7 @@ class Subscription:
 
     @property
     def end(self) -> Control | None:
-        """The control message that ends the stream (`error`, `shutdown`), once ended."""
+        """The control message that ends the stream (`fault`, `shutdown`), once ended."""
         return self._end
 
     @property

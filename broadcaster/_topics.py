@@ -20,8 +20,9 @@ TOPIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}\Z")
 PATTERN_RE = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9._:*-]{0,199}\Z")
 TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 DEFAULT_EVENT_TYPE = "message"
-#: Names a publisher may not use as an event type: clients could not tell them from control messages.
-RESERVED_TYPES = frozenset({"gap", "reset", "live", "error", "shutdown", "heartbeat"})
+#: Names a publisher may not use as an event type: clients could not tell them from control messages
+#: (`error` was the name of `fault`, and is EventSource's own connection-failure event).
+RESERVED_TYPES = frozenset({"gap", "reset", "live", "fault", "error", "shutdown", "heartbeat"})
 
 
 def validate_topic(topic: str) -> str:

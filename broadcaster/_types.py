@@ -12,7 +12,7 @@ Publish = Callable[[str, bytes], Awaitable[None]]
 class OverflowPolicy(enum.StrEnum):
     """What a subscriber's full queue does with the next event."""
 
-    #: End the stream with an `error` control message (the default; SSE clients resume).
+    #: End the stream with a `fault` control message (the default; SSE clients resume).
     DISCONNECT = "disconnect"
     #: Discard the oldest queued events; a `gap` message precedes the next event delivered.
     DROP_OLDEST = "drop-oldest"

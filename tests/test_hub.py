@@ -486,7 +486,7 @@ async def test_hub_pump_failure_marks_unhealthy_and_ends_streams_with_error():
         assert hub.failure is not None and "the transport broke" in hub.failure
         for sub in (quiet, loud):
             assert sub.ended
-            assert sub.end is not None and sub.end.kind == "error"
+            assert sub.end is not None and sub.end.kind == "fault"
             assert sub.end.fields["reason"] == "server fault"
             assert "the transport broke" in sub.end.fields["message"]
             with pytest.raises(HubClosed):

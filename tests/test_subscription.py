@@ -61,7 +61,7 @@ async def test_subscription_evicted_when_queue_full_in_events():
     # The queue is freed at once: an evicted subscriber holds no memory.
     assert sub.queued == 0 and sub.drain() == []
     assert sub.ended
-    assert sub.end is not None and sub.end.kind == "error"
+    assert sub.end is not None and sub.end.kind == "fault"
     assert sub.end.fields["reason"] == "slow consumer"
     assert "Last-Event-ID" in sub.end.fields["message"]
     assert released == [sub], "an evicted subscription leaves the hub at once"

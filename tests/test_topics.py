@@ -141,7 +141,7 @@ def test_validate_type_rejects(event_type, why):
 
 
 def test_reserved_types_are_the_control_message_kinds():
-    assert RESERVED_TYPES == {"gap", "reset", "live", "error", "shutdown", "heartbeat"}
+    assert RESERVED_TYPES == {"gap", "reset", "live", "fault", "error", "shutdown", "heartbeat"}
 
 
 MATCHES = [

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._exceptions import ConfigError
-from .base import Backend, BackendMessage, HistoryPage, SupportsHealth, TopicInfo
+from .base import RESYNC, Backend, BackendMessage, HistoryPage, SupportsHealth, TopicInfo
 
 if TYPE_CHECKING:
     from .._config import Settings
 
-__all__ = ["Backend", "BackendMessage", "HistoryPage", "SupportsHealth", "TopicInfo", "backend_from_url"]
+__all__ = ["RESYNC", "Backend", "BackendMessage", "HistoryPage", "SupportsHealth", "TopicInfo", "backend_from_url"]
 
 SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
 

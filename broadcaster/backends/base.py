@@ -25,6 +25,13 @@ class BackendMessage(NamedTuple):
     event: Event | Control
 
 
+#: The control kind of `RESYNC`.
+RESYNC_KIND = "resync"
+#: Yielded by `messages()` after the backend reconnected: live delivery may have missed events,
+#: so the hub reads what its keys missed from history (`Hub.history_pages`).
+RESYNC = BackendMessage("", Control(RESYNC_KIND))
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
     """A page of retained events, oldest first.
@@ -77,7 +84,10 @@ class Backend(Protocol):
         ...
 
     def messages(self) -> AsyncIterator[BackendMessage]:
-        """Every delivered event, in publish order, until `aclose()`. Iterated by one consumer (the hub)."""
+        """Every delivered event, in publish order, until `aclose()`. Iterated by one consumer (the hub).
+
+        After a reconnect it yields `RESYNC` before any newer live event.
+        """
         ...
 
     async def history(self, topic: str, *, after: EventId | None, limit: int) -> HistoryPage:

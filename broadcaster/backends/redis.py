@@ -11,8 +11,9 @@ Deliberate divergence from redis-py's own recovery: both connections are made
 with no automatic retries. A publish while Redis is down fails at once
 (`BackendUnavailable`, which the HTTP layer answers with 503 + Retry-After) instead
 of hanging in hidden retries, and the reader reconnects by itself with jittered
-backoff, subscribes again, and replays from the topic streams what was published
-while it was away, so subscribers stay connected and lose nothing that Redis kept.
+backoff, subscribes again, and yields `RESYNC`: the hub then reads from the topic
+streams what was published while the reader was away (`Hub.history_pages`), so
+subscribers stay connected and lose nothing that Redis kept.
 """
 
 from __future__ import annotations
@@ -22,29 +23,31 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from typing import Any, Self
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from typing import Any, Self, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeoutError
 
-from .._event import Control, Event, EventId, format_id, join_lines, parse_id
+from .._event import Event, EventId, format_id, join_lines, parse_id
 from .._exceptions import BackendClosed, BackendError, BackendUnavailable
-from .._topics import is_pattern, matches_any, pattern_regex
+from .._redact import redact_url
+from .._topics import is_pattern, pattern_regex
 from ._pubsub import PubSubConnection
 from ._redis_scripts import PUBLISH_SCRIPT
-from .base import BackendMessage, HistoryPage, TopicInfo
+from .base import RESYNC, BackendMessage, HistoryPage, TopicInfo
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 DEFAULT_READ_TIMEOUT_S = 1.0
 DEFAULT_SUBSCRIBE_TIMEOUT_S = 5.0
 DEFAULT_BACKOFF_MIN_S = 0.05
 DEFAULT_BACKOFF_MAX_S = 2.0
-_CATCH_UP_PAGE = 1000
 _PING_AFTER_IDLE_READS = 5  # reads of DEFAULT_READ_TIMEOUT_S with nothing: then PING, and expect an answer
 
 
@@ -57,6 +60,13 @@ def _map_redis_errors() -> Iterator[None]:
         raise BackendUnavailable(f"Redis is unreachable: {exc}") from exc
     except RedisError as exc:
         raise BackendError(f"Redis error: {exc}") from exc
+
+
+def _stale_connection(exc: BaseException) -> bool:
+    """Whether a command failed on a pooled connection that Redis had closed (it restarted, or
+    dropped idle clients), not on connecting: then a fresh connection may well work at once."""
+    cause = exc.__cause__
+    return isinstance(cause, RedisConnectionError) and "connecting to" not in str(cause)
 
 
 class RedisBackend:
@@ -83,8 +93,6 @@ class RedisBackend:
         self._pubsub: Any = None
         self._keys: set[str] = set()
         self._pending: dict[str, list[asyncio.Future[None]]] = {}
-        self._last_seen: EventId | None = None
-        self._caught_up: dict[str, EventId] = {}
         self._last_message: tuple[bytes, bytes, list[Event]] | None = None
         self._connected = asyncio.Event()
         self._down = False  # the reader lost (or never got) its connection and is retrying
@@ -112,7 +120,7 @@ class RedisBackend:
         try:
             await self.ping()
         except BackendUnavailable as exc:
-            logger.warning("Redis is not reachable yet, will keep trying: %s", exc, extra={"url": self._safe_url})
+            logger.warning("Redis is not reachable yet, will keep trying: %s", exc, extra={"url": redact_url(self.url)})
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -131,11 +139,6 @@ class RedisBackend:
                 if self._client is not None:
                     await self._client.aclose()
 
-    @property
-    def _safe_url(self) -> str:
-        head, _, tail = self.url.rpartition("@")
-        return f"{head.split('://')[0]}://***@{tail}" if head else self.url
-
     def _check_open(self) -> Any:
         if self._closed or self._client is None:
             raise BackendClosed("the backend is closed")
@@ -143,9 +146,25 @@ class RedisBackend:
 
     async def ping(self) -> None:
         client = self._check_open()
-        with _map_redis_errors():
-            await client.ping()
+        await self._run(client.ping)
         self.available = True
+
+    async def _run(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Run a command (mapping errors); once more at once if the pooled connection was stale.
+
+        After Redis restarts, the pool still holds connections to the old process, and the
+        first command on one fails: retried on a new connection, the first publish after an
+        outage succeeds as soon as Redis accepts connections. A failure to connect is not
+        retried (it answers 503 at once).
+        """
+        try:
+            with _map_redis_errors():
+                return await command()
+        except BackendUnavailable as exc:
+            if not _stale_connection(exc):
+                raise
+        with _map_redis_errors():
+            return await command()
 
     # -- publishing and history ------------------------------------------------------------
 
@@ -165,8 +184,7 @@ class RedisBackend:
         type_arg = types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])
         args = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob]
         try:
-            with _map_redis_errors():
-                ms, n = await self._script(keys=keys, args=args)
+            ms, n = await self._run(lambda: self._script(keys=keys, args=args))
         except BackendUnavailable:
             self.available = False
             raise
@@ -206,13 +224,17 @@ class RedisBackend:
             skipped_from = "-" if after is None else "(" + format_id(after)
         else:
             start = "(" + format_id(after)
-        with _map_redis_errors():
+
+        async def read() -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.xrange(key, start, "+", count=limit)
                 pipe.get(f"{self.prefix}trimmed:{topic}")
                 if skipped_from is not None:  # the newest entry skipped that way counts as trimmed
                     pipe.xrevrange(key, "(" + format_id(horizon), skipped_from, count=1)
-                entries, mark, *skipped = await pipe.execute()
+                result: list[Any] = await pipe.execute()
+                return result
+
+        entries, mark, *skipped = await self._run(read)
         trimmed = parse_id(mark.decode()) if mark else None
         if skipped and skipped[0]:
             newest_expired = parse_id(skipped[0][0][0].decode())
@@ -224,8 +246,7 @@ class RedisBackend:
         client = self._check_open()
         if count <= 0:
             return []
-        with _map_redis_errors():
-            entries = await client.xrevrange(self._stream_key(topic), "+", "-", count=count)
+        entries = await self._run(lambda: client.xrevrange(self._stream_key(topic), "+", "-", count=count))
         events = self._to_events(topic, list(reversed(entries)))
         return self._apply_ttl(events, None)[0]
 
@@ -319,12 +340,14 @@ class RedisBackend:
 
     async def _messages(self) -> AsyncIterator[BackendMessage]:
         backoff = DEFAULT_BACKOFF_MIN_S
+        reconnect = False
         while not self._closed:
             try:
                 conn, early = await self._connect_pubsub()
                 backoff = DEFAULT_BACKOFF_MIN_S
-                for message in await self._catch_up():
-                    yield message
+                if reconnect:
+                    yield RESYNC  # the hub reads from history what the outage kept from us
+                reconnect = True
                 for message in self._decode_batch(early):
                     yield message
                 async for message in self._read(conn):
@@ -378,41 +401,6 @@ class RedisBackend:
         self.available = True
         return conn, early
 
-    async def _catch_up(self) -> list[BackendMessage]:
-        """After a reconnect: what was published on our keys while the reader was away.
-
-        Every retained page, not only the first: an outage may span more than a page. The
-        newest id caught up becomes the next catch-up's start, so a second outage before
-        any live message does not deliver the same events again.
-        """
-        since = self._last_seen
-        if since is None:
-            return []
-        messages: list[BackendMessage] = []
-        topics = {k for k in self._keys if not is_pattern(k)}
-        patterns = [k for k in self._keys if is_pattern(k)]
-        if patterns:
-            topics.update(info.topic for info in await self.topics("*") if matches_any(info.topic, patterns))
-        newest = since
-        for topic in sorted(topics):
-            keys = [k for k in self._keys if matches_any(topic, [k])]
-            page = await self.history(topic, after=since, limit=_CATCH_UP_PAGE)
-            if page.trimmed is not None and page.trimmed > since:
-                gap = Control("gap", {"reason": "events were trimmed from history while Redis was unreachable"})
-                messages.extend(BackendMessage(key, gap) for key in keys)
-            while page.events:
-                for event in page.events:
-                    messages.extend(BackendMessage(key, event) for key in keys)
-                last = page.events[-1].seq
-                self._caught_up[topic] = last
-                newest = max(newest, last)
-                if len(page.events) < _CATCH_UP_PAGE:
-                    break
-                page = await self.history(topic, after=last, limit=_CATCH_UP_PAGE)
-        self._last_seen = newest
-        messages.sort(key=lambda m: m.event.seq if isinstance(m.event, Event) else (0, 0))
-        return messages
-
     def _resolve(self, channel: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
         for fut in self._pending.pop(name, ()):
@@ -465,15 +453,5 @@ class RedisBackend:
             event = Event(topic, head.decode(), event_type.decode(), data, ts)
             ts = event.ts
             events.append(event)
-        if self._caught_up:
-            done = self._caught_up.get(topic)
-            if done is not None:
-                events = [e for e in events if e.seq > done]  # already replayed by the catch-up
-                if events:
-                    del self._caught_up[topic]
-        if events:
-            seq = events[-1].seq  # ids increase along a batch
-            if self._last_seen is None or seq > self._last_seen:
-                self._last_seen = seq
         self._last_message = (channel, payload, events)
         return events

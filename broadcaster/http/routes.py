@@ -23,8 +23,6 @@ from .subscribe import NDJSON, open_stream, parse_stream_request
 
 router = APIRouter()
 
-HISTORY_PAGE = 1000
-
 _PUBLISH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -154,28 +152,24 @@ async def history(
     validate_topic(topic)
     cursor = parse_id(after) if after else None
     _bounded("limit", limit, 1, 10**9)
-    first = await hub.history(topic, after=cursor, limit=min(HISTORY_PAGE, limit or HISTORY_PAGE))
+    pages = hub.history_pages(topic, after=cursor, limit=limit)
+    first = await anext(pages)
     reset = cursor is not None and first.trimmed is not None and first.trimmed > cursor
 
     async def body() -> AsyncIterator[bytes]:
-        remaining = limit
-        page = first
         if reset:
             trimmed = {"reason": "events after `after` were trimmed", "last_event_id": after}
             yield NDJSON.control(Control("reset", trimmed))
+        page = first
         while True:
-            events = page.events if remaining is None else page.events[:remaining]
-            if events:
-                yield b"".join([e.render_ndjson() for e in events])
-            if remaining is not None:
-                remaining -= len(events)
-            if len(page.events) < HISTORY_PAGE or remaining == 0 or not events:
-                return
+            if page.events:
+                yield NDJSON.download(page.events)
             try:
-                size = min(HISTORY_PAGE, remaining or HISTORY_PAGE)
-                page = await hub.history(topic, after=events[-1].seq, limit=size)
+                page = await anext(pages)
+            except StopAsyncIteration:
+                return
             except BackendError as exc:
-                yield NDJSON.control(Control("error", {"reason": f"backend error: {exc}"}))
+                yield NDJSON.control(Control("fault", {"reason": f"backend error: {exc}"}))
                 return
 
     headers = {"Content-Disposition": f'attachment; filename="{topic}.ndjson"', "Cache-Control": "no-store"}

@@ -28,6 +28,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._config import Settings
+from .._logging import log_config
 from .app import LIVE_HUBS, create_app
 from .streaming import CONNECTION_SCOPE_KEY
 from .subscribe import is_stream_path, stream_endpoint
@@ -82,6 +83,7 @@ def make_config(settings: Settings, *, app: ASGIApp | None = None, **overrides: 
         "factory": True,
     }
     options.update(overrides)
+    options.setdefault("log_config", log_config(options["log_level"]))
     if app is not None:
         options["factory"] = False
         return uvicorn.Config(app, **options)

