@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .._event import Control, Event
+from ._uvicorn import http_chunk
 
 
 class Encoder(Protocol):
@@ -43,7 +44,7 @@ class _ChunkCache:
     def chunk(self, event: Event) -> bytes:
         if event is not self._event:
             frame = self.encode((event,))  # type: ignore[attr-defined]
-            self._chunk = b"%x\r\n%b\r\n" % (len(frame), frame)
+            self._chunk = http_chunk(frame)
             self._event = event
         return self._chunk
 
