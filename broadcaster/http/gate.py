@@ -51,6 +51,7 @@ class Action(enum.Enum):
     HEALTH = "health"  # /healthz, /readyz
     DOCS = "docs"  # /docs, /redoc, /openapi.json
     STATIC = "static"  # files served from the package (/ui, /static)
+    AUTH = "auth"  # sessions and tokens (/auth/...)
     OTHER = "other"  # no route of ours (the FastAPI lane answers 404 or 405)
 
 
@@ -87,13 +88,15 @@ _FIXED = {
     "/docs/oauth2-redirect": Action.DOCS,
     "/redoc": Action.DOCS,
     "/openapi.json": Action.DOCS,
+    "/ui": Action.STATIC,
 }
-_STATIC_PREFIXES = ("/ui", "/static/")
+_PREFIXES = (("/ui/", Action.STATIC), ("/static/", Action.STATIC), ("/auth/", Action.AUTH))
 
 
 def _prefixed(path: str) -> Action:
-    if path.startswith(_STATIC_PREFIXES):
-        return Action.STATIC
+    for prefix, action in _PREFIXES:
+        if path.startswith(prefix):
+            return action
     return Action.OTHER
 
 
