@@ -50,6 +50,11 @@ class Connection:
         """Whether the response (once started) uses chunked transfer coding, so that `try_write` may frame."""
         return getattr(self._cycle, "chunked_encoding", None) is True
 
+    def busy(self) -> bool:
+        """Whether the socket is closing or still holds unsent bytes (a write now would be refused)."""
+        transport = self._transport
+        return bool(transport.is_closing() or transport.get_write_buffer_size())
+
     def try_write(self, data: bytes) -> bool:
         """Write `data` as one chunk now, unless the socket is closing or still holds unsent bytes."""
         return self.try_write_framed(http_chunk(data))

@@ -197,6 +197,8 @@ class EventStream(Response):
         connection: Connection = self._connection  # type: ignore[assignment]  # set: a sink has one
         if len(items) == 1 and type(items[0]) is Event:
             wrote = connection.try_write_framed(self.encoder.chunk(items[0]))  # framed once for all
+        elif connection.busy():  # before encoding: a full queue offered to a stuck socket stays cheap
+            return False
         else:
             wrote = connection.try_write(self.encoder.encode(items))
         if wrote:
