@@ -61,6 +61,16 @@ def test_gate_classifies_requests(method, path, query, action, topics, stream):
     assert (request.action, request.topics, request.stream) == (action, topics, stream)
 
 
+def test_gate_request_shows_headers_query_and_client_on_demand():
+    request = _request("GET", "/events", b"topic=a&format=sse", [(b"authorization", b"Bearer x")])
+    assert request.headers["Authorization"] == "Bearer x"
+    assert request.query["format"] == "sse"
+    assert request.client is None
+    request.scope["client"] = ("127.0.0.1", 5000)
+    assert request.client == ("127.0.0.1", 5000)
+    assert repr(request) == "GateRequest(GET /events, subscribe, topics=('a',))"
+
+
 def test_gate_classifier_knows_every_route_of_the_app(make_settings):
     """A route added to the app without the gate's classifier knowing it would be `other` to every policy."""
     app = create_app(make_settings())
