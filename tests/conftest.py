@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -13,6 +13,8 @@ from asgi_lifespan import LifespanManager
 
 from broadcaster import Hub, Settings
 from broadcaster.http import create_app
+from broadcaster.http.gate import Policy
+from broadcaster.http.server import ServerApp
 
 from .support.redis_server import RedisServer, find_binary
 
@@ -100,11 +102,17 @@ async def hub(settings: Settings) -> AsyncIterator[Hub]:
 
 @pytest.fixture
 def client_factory() -> Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:
-    """In-process HTTP clients (ASGITransport: bodies are buffered, so streams under test must end)."""
+    """In-process HTTP clients of the app uvicorn runs (`ServerApp`: the gate, then the lanes).
+
+    ASGITransport buffers bodies, so streams under test must end. `policies` replace the
+    gate's policies from the settings.
+    """
 
     @contextlib.asynccontextmanager
-    async def make(settings: Settings, hub: Hub | None = None) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(settings, hub=hub)
+    async def make(
+        settings: Settings, hub: Hub | None = None, *, policies: Sequence[Policy] | None = None
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        app = ServerApp(create_app(settings, hub=hub), policies=policies)
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -1,4 +1,8 @@
-"""create_app: the FastAPI application and its one lifespan."""
+"""create_app: the FastAPI application (the framework lane) and its one lifespan.
+
+It is served inside `entry.ServerApp`, which runs the gate first; on its own it
+refuses every request (`GatedFastAPI`). `create_server_app` in `server.py` builds both.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ import weakref
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from .. import __version__
 from .._config import Settings
 from .._hub import Hub
 from .errors import install_error_handlers
+from .gate import DECISION_SCOPE_KEY
 from .routes import router
 from .streaming import StreamMonitor
 
@@ -22,6 +28,18 @@ See the README for the wire formats, resume (`Last-Event-ID`) and backpressure r
 
 #: Hubs of the apps running in this process; `http.server.Server` ends their streams on shutdown.
 LIVE_HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()
+
+
+class GatedFastAPI(FastAPI):
+    """FastAPI that serves only requests the gate admitted: run it inside `entry.ServerApp`."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and DECISION_SCOPE_KEY not in scope:
+            raise RuntimeError(
+                f"{scope['method']} {scope['path']} did not pass the gate: serve this app through "
+                "broadcaster.http.entry.ServerApp, never on its own"
+            )
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
@@ -42,7 +60,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
             )
             yield
 
-    app = FastAPI(title="Broadcaster", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = GatedFastAPI(title="Broadcaster", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)

@@ -17,6 +17,7 @@ from typing import Protocol
 import orjson
 
 from .._event import Control, Event
+from ._uvicorn import http_chunk
 
 #: Characters that JSON leaves raw but `str.splitlines()` (and httpx's `aiter_lines()`) breaks lines at:
 #: NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR. In valid JSON they only occur inside strings.
@@ -82,7 +83,7 @@ class _Framing:
     def chunk(self, event: Event) -> bytes:
         if event is not self._chunk_event:
             frame = self.frame(event)
-            self._chunk = b"%x\r\n%b\r\n" % (len(frame), frame)
+            self._chunk = http_chunk(frame)
             self._chunk_event = event
         return self._chunk
 

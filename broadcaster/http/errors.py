@@ -1,13 +1,30 @@
-"""The JSON error shape and the one place that maps exceptions to HTTP statuses.
+"""The JSON error shape, and the one table from exception type to status, code and Retry-After.
 
-Every error answer is `{"error": {"code": ..., "message": ...}}`. A client's
-mistake is a 4xx naming what was wrong; an unreachable backend is 503 with
-`Retry-After`; anything else is a 500 without details (and a log line).
+Every error answer is `{"error": {"code": ..., "message": ...}}` (ingest adds its
+`report`), built by `error_response`, whichever lane or the gate answers. A
+client's mistake is a 4xx naming what was wrong; an unreachable backend or a
+stopping server is 503 with `Retry-After`; a settings error found at run time is
+the operator's mistake, a 500 (logged), never a 400; anything else is a 500
+without details (and a log line).
+
+```
+ClientError (and the gate's Refused)   its own status, code, headers
+InvalidTopic                           422 invalid_topic
+InvalidEventType                       422 invalid_type
+InvalidEventData                       422 invalid_data
+InvalidEventId                         400 invalid_event_id
+EventTooLarge                          413 payload_too_large
+BackendUnavailable                     503 backend_unavailable   Retry-After
+HubClosed, BackendClosed               503 shutting_down         Retry-After
+ConfigError                            500 server_misconfigured  (logged)
+anything else                          500 internal_error        (logged)
+```
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from .._exceptions import (
+    BackendClosed,
     BackendUnavailable,
     ConfigError,
     EventTooLarge,
@@ -59,12 +77,72 @@ class ClientError(Exception):
         self.headers = headers
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    """How one exception type is answered: `message` replaces its text, else `prefix` goes before it."""
+
+    status: int
+    code: str
+    retry_after: bool = False
+    prefix: str = ""
+    message: str | None = None
 
 
-def unavailable(message: str) -> JSONResponse:
-    return error_response(503, "backend_unavailable", message, {"Retry-After": str(RETRY_AFTER_S)})
+#: Exception type -> answer, looked up along the exception's MRO (a subclass answers as its base).
+ERRORS: dict[type[BaseException], ErrorKind] = {
+    InvalidTopic: ErrorKind(422, "invalid_topic"),
+    InvalidEventType: ErrorKind(422, "invalid_type"),
+    InvalidEventData: ErrorKind(422, "invalid_data"),
+    InvalidEventId: ErrorKind(400, "invalid_event_id"),
+    EventTooLarge: ErrorKind(413, "payload_too_large"),
+    BackendUnavailable: ErrorKind(503, "backend_unavailable", True, "the backend is unreachable, retry shortly: "),
+    BackendClosed: ErrorKind(503, "shutting_down", True, "the server cannot serve this: "),
+    HubClosed: ErrorKind(503, "shutting_down", True, "the server cannot serve this: "),
+    ConfigError: ErrorKind(500, "server_misconfigured", message="the server's settings are invalid (see its log)"),
+}
+_INTERNAL = ErrorKind(500, "internal_error", message="internal server error")
+
+
+def error_kind(exc: BaseException) -> ErrorKind:
+    """The table's entry for `exc`: the first of its classes listed, else `internal_error`."""
+    for cls in type(exc).__mro__:
+        kind = ERRORS.get(cls)
+        if kind is not None:
+            return kind
+    return _INTERNAL
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, *, report: Any = None
+) -> JSONResponse:
+    """The one builder of a JSON error answer; `report` (ingest's) goes beside `error`."""
+    content: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if report is not None:
+        content["report"] = report
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+def response_for(
+    exc: BaseException, *, message: str | None = None, report: Any = None, where: str = ""
+) -> JSONResponse:
+    """The answer to `exc` from the table; `message` replaces the exception's own text.
+
+    A 500 (our fault or the operator's) is logged with `where` and says nothing of its cause.
+    """
+    if isinstance(exc, ClientError):
+        return error_response(exc.status, exc.code, message or exc.message, exc.headers, report=report)
+    kind = error_kind(exc)
+    if kind.status == 500:
+        logger.error("%s%s", kind.code, f" on {where}" if where else "", exc_info=exc)
+        message = None
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if kind.retry_after else None
+    text = message or kind.message or kind.prefix + str(exc)
+    return error_response(kind.status, kind.code, text, headers, report=report)
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Every exception type the table answers, for the FastAPI handlers."""
+    return (ClientError, *ERRORS)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -86,39 +164,6 @@ def _allowed_methods(request: Request) -> list[str]:
         for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
         if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
     ]
-
-
-def known_error_response(exc: BaseException) -> JSONResponse | None:
-    """The answer to a client mistake or an unreachable backend; None for anything else (a 500)."""
-    if isinstance(exc, ClientError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
-    if isinstance(exc, InvalidTopic):
-        return error_response(422, "invalid_topic", str(exc))
-    if isinstance(exc, InvalidEventType):
-        return error_response(422, "invalid_type", str(exc))
-    if isinstance(exc, InvalidEventId):
-        return error_response(400, "invalid_event_id", str(exc))
-    if isinstance(exc, EventTooLarge):
-        return error_response(413, "payload_too_large", str(exc))
-    if isinstance(exc, BackendUnavailable):
-        return unavailable(f"the backend is unreachable, retry shortly: {exc}")
-    if isinstance(exc, HubClosed):
-        # Closed (the server is stopping) or failed (its event pump died): either way, not now.
-        return error_response(
-            503, "shutting_down", f"the server cannot serve this: {exc}", {"Retry-After": str(RETRY_AFTER_S)}
-        )
-    if isinstance(exc, InvalidEventData):
-        return error_response(422, "invalid_data", str(exc))
-    if isinstance(exc, ConfigError):
-        return error_response(400, "bad_request", str(exc))
-    return None  # a plain ValueError is our bug, not the client's: a 500, logged
-
-
-#: Every exception `known_error_response` answers, for the FastAPI handlers (one list for both paths).
-KNOWN_ERRORS = (
-    ClientError, InvalidTopic, InvalidEventType, InvalidEventId, EventTooLarge,
-    BackendUnavailable, HubClosed, InvalidEventData, ConfigError,
-)  # fmt: skip
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -143,18 +188,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, message, headers)
 
     async def broadcaster_error(request: Request, exc: Exception) -> JSONResponse:
-        response = known_error_response(exc)
-        return response if response is not None else await internal_error(request, exc)
-
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "internal_error", "internal server error")
+        return response_for(exc, where=f"{request.method} {request.url.path}")
 
     handlers: dict[Any, Any] = {
         RequestValidationError: validation_error,
         StarletteHTTPException: http_error,
-        **dict.fromkeys(KNOWN_ERRORS, broadcaster_error),
-        Exception: internal_error,
+        **dict.fromkeys(known_errors(), broadcaster_error),
+        Exception: broadcaster_error,
     }
     for exc_type, handler in handlers.items():
         app.add_exception_handler(exc_type, handler)

@@ -38,7 +38,7 @@ from .._event import Event
 from .._exceptions import BackendError, HubClosed, InvalidLine
 from .._hub import Hub
 from .._lines import Line, LineSplitter, line_rule
-from .errors import RETRY_AFTER_S, ClientError
+from .errors import ClientError, error_response, response_for
 from .uploads import END_OF_FILE, FileField, MultipartParseError, boundary_of
 
 logger = logging.getLogger(__name__)
@@ -237,15 +237,15 @@ async def ingest(request: Request, hub: Hub, topic: str, event_type: str, kind: 
     except BackendError as exc:
         job.truncated = True
         message = f"the backend failed after line {job.lines}, resend from line {job.lines + 1}: {exc}"
-        return _stopped(job, 503, "backend_unavailable", message, {"Retry-After": str(RETRY_AFTER_S)})
-    except HubClosed:
+        return response_for(exc, message=message, report=job.report())
+    except HubClosed as exc:
         job.truncated = True
         message = f"the server is stopping; lines after line {job.lines} were not read"
-        return _stopped(job, 503, "shutting_down", message, {"Retry-After": str(RETRY_AFTER_S)})
+        return response_for(exc, message=message, report=job.report())
     except _Stop as stop:
         await job.settle_quietly()
         job.truncated = True
-        return _stopped(job, stop.status, stop.code, stop.message, stop.headers)
+        return response_for(stop, report=job.report())
     finally:
         await job.abandon()
     if body.truncated:
@@ -289,6 +289,5 @@ async def _read_upload(job: _Ingest, body: _Body, boundary: bytes) -> None:
         raise _Stop(400, "invalid_multipart", "the multipart body ended before its closing boundary")
 
 
-def _stopped(job: _Ingest, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    content = {"error": {"code": code, "message": message}, "report": job.report()}
-    return JSONResponse(content, status_code=status, headers=headers)
+def _stopped(job: _Ingest, status: int, code: str, message: str) -> JSONResponse:
+    return error_response(status, code, message, report=job.report())

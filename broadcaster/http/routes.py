@@ -1,4 +1,9 @@
-"""HTTP handlers: validate, take the hub from app state, return a response. No loops, no queues."""
+"""HTTP handlers of the FastAPI lane: validate, take the hub from app state, return a response.
+
+Every request here passed the gate first (`entry.ServerApp`); `entry.decision_of(request)`
+is its decision. The two stream routes only document the stream lane for /docs and for
+the `Allow` header of a 405: `ServerApp` serves every GET and HEAD on their paths itself.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,11 @@ from .._exceptions import BackendError, BackendUnavailable, HubClosed
 from .._hub import Hub
 from .._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
 from .body import media_type, read_json_event
-from .errors import ClientError, error_response, unavailable
+from .errors import ClientError, error_response, response_for
 from .ingest import ingest
 from .metrics import render_metrics
 from .streaming import StreamMonitor
-from .subscribe import NDJSON, open_stream, parse_stream_request
+from .subscribe import NDJSON
 
 router = APIRouter()
 
@@ -79,18 +84,17 @@ def _bounded(name: str, value: int | None, low: int, high: int) -> int | None:
     return value
 
 
-async def _stream(request: Request, selectors: list[str], *, multi: bool) -> Response:
-    settings = _settings(request)
-    parsed = parse_stream_request(settings, selectors, request.query_params, request.headers, multi=multi)
-    return await open_stream(_hub(request), request.app.state.monitor, settings, parsed)
+def _stream_lane_only(request: Request) -> Response:
+    # Unreachable: ServerApp sends GET/HEAD on a stream path to the stream lane before the framework.
+    raise RuntimeError(f"{request.method} {request.url.path} reached a documentation-only stream route")
 
 
 def _param(name: str, kind: str, description: str, where: str = "query") -> dict[str, Any]:
     return {"name": name, "in": where, "required": False, "schema": {"type": kind}, "description": description}
 
 
-# The stream parameters are declared for /docs only: `parse_stream_request` reads them from the
-# query string itself, as the bare ASGI lane (subscribe.stream_endpoint) does.
+# The stream parameters are declared for /docs only: the stream lane (`subscribe.open_lane`) reads them
+# from the query string itself.
 _STREAM_PARAMETERS = [
     _param("format", "string", "sse or ndjson; default: sse if Accept names text/event-stream, else ndjson"),
     _param("queue", "integer", "this subscriber's queue length (events), up to the server's max_queue_size"),
@@ -122,7 +126,7 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 async def subscribe_topic(request: Request, topic: str) -> Response:
     """Stream a topic's events as SSE or NDJSON, live, optionally resuming or starting with a tail."""
-    return await _stream(request, [topic], multi=False)
+    return _stream_lane_only(request)
 
 
 @router.get(
@@ -133,7 +137,7 @@ async def subscribe_topic(request: Request, topic: str) -> Response:
 )
 async def subscribe_many(request: Request) -> Response:
     """One stream of several topics; SSE `data:` carries the whole event object, topic included."""
-    return await _stream(request, list(dict.fromkeys(request.query_params.getlist("topic"))), multi=True)
+    return _stream_lane_only(request)
 
 
 @router.get(
@@ -215,9 +219,9 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await hub.ping()
     except BackendUnavailable as exc:
-        return unavailable(str(exc))
-    except HubClosed:
-        return error_response(503, "shutting_down", "the server is stopping", {"Retry-After": "2"})
+        return response_for(exc, message=str(exc))
+    except HubClosed as exc:
+        return response_for(exc, message="the server is stopping")
     backend = "memory" if _settings(request).redis_url is None else "redis"
     return JSONResponse({"status": "ready", "backend": backend})
 

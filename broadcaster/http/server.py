@@ -6,16 +6,8 @@ waiting until its graceful timeout. `Server` overrides `shutdown()` to end every
 stream first (each gets a `shutdown` control message with a jittered reconnect
 hint), so connections finish at once and the lifespan can close the hub.
 
-`ServerApp` is the application uvicorn runs. It does two things before the
-FastAPI app sees a request:
-- it hands a stream its uvicorn connection (the request cycle, which holds the
-  transport), so that a stream can write events straight to an idle socket (the
-  fast path of `Subscription.offer`), and close a socket stuck for
-  `send_timeout_s` without cancelling the request task, which uvicorn would
-  report as an error. Under other servers streams take the ASGI path only;
-- it serves GET on the stream paths itself (`subscribe.stream_endpoint`), with
-  the same parser and opener as the FastAPI routes but without the framework's
-  middleware frames, which would otherwise stay alive under every open stream.
+`create_server_app` is the factory uvicorn imports: `entry.ServerApp` (the gate,
+then the stream lane or the FastAPI app) around `create_app`.
 """
 
 from __future__ import annotations
@@ -24,34 +16,14 @@ import logging
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from .._config import Settings
 from .._logging import log_config
 from .app import LIVE_HUBS, create_app
-from .streaming import CONNECTION_SCOPE_KEY
-from .subscribe import is_stream_path, stream_endpoint
+from .entry import ServerApp
 
 logger = logging.getLogger(__name__)
-
-
-class ServerApp:
-    """The ASGI app uvicorn runs: the FastAPI `app`, with streams served on a lane of their own."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            # uvicorn's `send` is a bound method of its request cycle, which holds the transport.
-            cycle = getattr(send, "__self__", None)
-            if getattr(cycle, "transport", None) is not None:
-                scope[CONNECTION_SCOPE_KEY] = cycle
-            if scope["method"] == "GET" and is_stream_path(scope["path"]):
-                await stream_endpoint(self.app.state, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 class Server(uvicorn.Server):
@@ -88,3 +60,6 @@ def make_config(settings: Settings, *, app: ASGIApp | None = None, **overrides: 
         options["factory"] = False
         return uvicorn.Config(app, **options)
     return uvicorn.Config("broadcaster.http.server:create_server_app", **options)
+
+
+__all__ = ["Server", "ServerApp", "create_server_app", "make_config"]

@@ -10,8 +10,10 @@ Per-stream timers would cost one timer handle per write; instead one
 each stream: asks for a keepalive so that no gap between writes (the stream's
 opening included) exceeds `heartbeat_s`, ends
 it at its `max_duration`, and aborts it if one write has been stuck for
-`send_timeout_s` (a socket that accepts nothing). The race between these
-endings is drawn in docs/architecture.md.
+`send_timeout_s` (a socket that accepts nothing); and it ends a stream at the
+gate's deadline (a token's expiry) with the control message the gate chose. The
+race between these endings is drawn in docs/architecture.md. What a stream uses
+of uvicorn beyond ASGI (direct writes, abort) goes through `_uvicorn.Connection`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from typing import Any, Self
 
 from starlette.responses import Response
@@ -29,12 +32,11 @@ from .._event import Control, Event, EventId
 from .._exceptions import BackendError
 from .._replay import Replay
 from .._subscription import Item, Subscription
+from ._uvicorn import Connection, connection_of
 from .encoders import Encoder
+from .gate import Deadline
 
 logger = logging.getLogger(__name__)
-
-#: Scope key under which `server.ServerApp` puts uvicorn's request cycle (transport, raw send).
-CONNECTION_SCOPE_KEY = "broadcaster.connection"
 
 
 class EventStream(Response):
@@ -50,6 +52,8 @@ class EventStream(Response):
         retry_ms: int = 0,
         max_events: int | None = None,
         max_duration: float | None = None,
+        deadline: Deadline | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         self.sub = sub
         self.encoder = encoder
@@ -61,41 +65,40 @@ class EventStream(Response):
         self.status_code = 200
         self.background = None
         self.media_type = encoder.media_type
-        self.raw_headers = _stream_headers(encoder.media_type)
+        shared = _stream_headers(encoder.media_type)
+        self.raw_headers = [*shared, *headers] if headers else shared
         self.heartbeat_due = False
         self.wrote = False  # set by direct writes; the monitor turns it into `last_write`
         self.last_write = 0.0
         self.sending_since = 0.0
-        self.deadline = 0.0
+        self.deadline = 0.0  # loop time at which the monitor ends the stream, with `deadline_end`
+        self.deadline_end: Control | None = None
         self.disconnected = False
         self.aborted = False
+        self._gate_deadline = deadline
         self._task: asyncio.Task[Any] | None = None
-        self._transport: Any = None
+        self._connection: Connection | None = None
         self._direct = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
-        cycle = scope.get(CONNECTION_SCOPE_KEY)
-        self._transport = getattr(cycle, "transport", None)
+        self._connection = connection = connection_of(send)
         self.last_write = loop.time()
-        if self.max_duration is not None:
-            self.deadline = self.last_write + self.max_duration
+        self._set_deadline()
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         if scope.get("method") == "HEAD":
             # The headers a GET would get, and no stream: an endless body would never end a HEAD.
             self.sub.close()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        # Body chunks go to the server's own send, past the middleware send wrappers (which
-        # only watch for the response start); the direct path writes HTTP/1.1 chunks itself,
-        # so it needs the server to be using chunked transfer encoding for this response.
-        body_send: Send = getattr(cycle, "send", None) or send
-        self._direct = self.max_events is None and getattr(cycle, "chunked_encoding", None) is True
+        # The direct path writes HTTP/1.1 chunks itself, so it needs the server to be using
+        # chunked transfer encoding for this response.
+        self._direct = self.max_events is None and connection is not None and connection.chunked
         watcher = loop.create_task(self._watch(receive))
         self.monitor.add(self)
         try:
-            await self._run(body_send)
+            await self._run(send)
         except asyncio.CancelledError:
             # The monitor's fallback abort (no transport to close) cancels this task;
             # like asyncio.timeout, swallow only a cancellation that is ours alone.
@@ -106,6 +109,17 @@ class EventStream(Response):
             watcher.cancel()
             self.monitor.discard(self)
             self.sub.close()
+
+    def _set_deadline(self) -> None:
+        """The earlier of `max_duration` (ends quietly) and the gate's deadline (ends with its control)."""
+        if self.max_duration is not None:
+            self.deadline = self.last_write + self.max_duration
+        gate = self._gate_deadline
+        if gate is not None:
+            at = self.last_write + max(0.0, gate.at - time.time())
+            if not self.deadline or at < self.deadline:
+                self.deadline, self.deadline_end = at, gate.end
+        self._gate_deadline = None
 
     async def _watch(self, receive: Receive) -> None:
         while True:
@@ -181,16 +195,16 @@ class EventStream(Response):
 
     def write(self, items: list[Item]) -> bool:
         """The `Sink` fast path: write `items` as one HTTP chunk now if the socket has nothing pending."""
-        transport = self._transport
-        if transport.is_closing() or transport.get_write_buffer_size():
-            return False
+        connection: Connection = self._connection  # type: ignore[assignment]  # set: a sink has one
         if len(items) == 1 and type(items[0]) is Event:
-            transport.write(self.encoder.chunk(items[0]))  # framed once for every subscriber
+            wrote = connection.try_write_framed(self.encoder.chunk(items[0]))  # framed once for all
+        elif connection.busy():  # before encoding: a full queue offered to a stuck socket stays cheap
+            return False
         else:
-            frame = self.encoder.encode(items)
-            transport.write(b"%x\r\n%b\r\n" % (len(frame), frame))
-        self.wrote = True
-        return True
+            wrote = connection.try_write(self.encoder.encode(items))
+        if wrote:
+            self.wrote = True
+        return wrote
 
     def abort(self) -> None:
         """Close a stream whose socket takes nothing: close the transport, else cancel the writer."""
@@ -198,9 +212,8 @@ class EventStream(Response):
             return
         self.aborted = True
         self.sub.close()
-        transport = self._transport
-        if transport is not None:
-            transport.abort()
+        if self._connection is not None:
+            self._connection.abort()
         elif self._task is not None:
             self._task.cancel()
 
@@ -290,7 +303,7 @@ class StreamMonitor:
                 stream.abort()
             elif stream.deadline and now >= stream.deadline:
                 stream.deadline = 0.0
-                stream.sub.finish()
+                stream.sub.finish(stream.deadline_end)
             elif now - stream.last_write >= self.keepalive_after:
                 stream.heartbeat_due = True
                 stream.sub.wake()

@@ -1,11 +1,11 @@
-"""Opening a subscriber stream: one parser and one opener for both ways in.
+"""The stream lane: opening a subscriber stream for a request the gate admitted.
 
-Stream requests are parsed here from the raw query string and headers, not by
-FastAPI, so that `stream_endpoint` can serve them without the framework stack:
-a stream lives for hours, and every middleware frame above it stays in memory
-for as long (about 12 KB per idle subscriber, measured with tracemalloc). The
-FastAPI routes (`routes.py`, kept for `/docs` and for in-process use) call the
-same parser and opener, so both answer alike, errors included.
+Stream requests (GET and HEAD on `/topics/{topic}/events` and `/events`) are
+parsed here from the raw query string and headers, not by FastAPI, and served
+without the framework stack: a stream lives for hours, and every middleware
+frame above it would stay in memory for as long (about 12 KB per idle
+subscriber, measured with tracemalloc). `ServerApp` sends every stream request
+here once the gate admitted it; the FastAPI stream routes only document them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import QueryParams
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from .._config import Settings
 from .._event import EventId, parse_id
@@ -26,7 +26,8 @@ from .._replay import Replay
 from .._topics import validate_selector, validate_topic
 from .._types import OverflowPolicy, StreamFormat
 from .encoders import Encoder, NDJSONEncoder, SSEEncoder
-from .errors import ClientError, error_response, known_error_response
+from .errors import ClientError, response_for
+from .gate import ADMIT, Decision, GateRequest
 from .streaming import EventStream, StreamMonitor
 
 logger = logging.getLogger(__name__)
@@ -121,8 +122,13 @@ def parse_stream_request(
     )
 
 
-async def open_stream(hub: Hub, monitor: StreamMonitor, settings: Settings, request: StreamRequest) -> EventStream:
-    """Subscribe live first, then prepare the replay (resume or tail); the caller sends the stream."""
+async def open_stream(
+    hub: Hub, monitor: StreamMonitor, settings: Settings, request: StreamRequest, decision: Decision = ADMIT
+) -> EventStream:
+    """Subscribe live first, then prepare the replay (resume or tail); the caller sends the stream.
+
+    The gate's `decision` gives the stream its extra headers and its deadline.
+    """
     sub = await hub.subscribe(request.selectors, queue_size=request.queue, overflow=request.overflow)
     replay = None
     try:
@@ -141,43 +147,23 @@ async def open_stream(hub: Hub, monitor: StreamMonitor, settings: Settings, requ
         retry_ms=int(settings.retry_ms * random.uniform(1.0, 1.5)),
         max_events=request.max_events,
         max_duration=request.max_duration,
+        deadline=decision.deadline,
+        headers=decision.headers,
     )
 
 
-def is_stream_path(path: str) -> bool:
-    """Whether `path` is `/events` or `/topics/{topic}/events` (the topic has no `/`, as in the routes)."""
-    if path == "/events":
-        return True
-    if path.startswith("/topics/") and path.endswith("/events"):
-        topic = path[len("/topics/") : -len("/events")]
-        return bool(topic) and "/" not in topic
-    return False
+async def open_lane(state: Any, request: GateRequest, decision: Decision) -> ASGIApp:
+    """The stream for an admitted stream request, or the JSON error that answers it instead.
 
-
-async def stream_endpoint(state: Any, scope: Scope, receive: Receive, send: Send) -> None:
-    """Serve GET on a stream path as a bare ASGI app: no framework frames stay alive under the stream.
-
-    `state` is the application's state (hub, monitor, settings).
+    `state` is the application's state (hub, monitor, settings). Nothing of the request
+    is kept by the stream but what it needs: the caller then runs the returned app.
     """
     settings: Settings = state.settings
-    path: str = scope["path"]
-    query = QueryParams(scope.get("query_string", b""))
-    wanted = (b"accept", b"last-event-id")
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
+    query = request.query
+    headers = request.headers
     try:
-        if path == "/events":
-            selectors, multi = list(dict.fromkeys(query.getlist("topic"))), True
-        else:
-            selectors, multi = [path[len("/topics/") : -len("/events")]], False
-        request = parse_stream_request(settings, selectors, query, headers, multi=multi)
-        stream = await open_stream(state.hub, state.monitor, settings, request)
-        # This frame lives as long as the stream: keep only what the stream needs.
-        del query, headers, request, selectors
+        multi = request.path == "/events"
+        parsed = parse_stream_request(settings, list(request.topics), query, headers, multi=multi)
+        return await open_stream(state.hub, state.monitor, settings, parsed, decision)
     except Exception as exc:
-        response = known_error_response(exc)
-        if response is None:
-            logger.error("failed to open a stream on %s", path, exc_info=exc)
-            response = error_response(500, "internal_error", "internal server error")
-        await response(scope, receive, send)
-        return
-    await stream(scope, receive, send)
+        return response_for(exc, where=f"opening a stream on {request.path}")

@@ -18,8 +18,8 @@ from multiprocessing.context import SpawnProcess
 from types import FrameType
 
 import uvicorn
-from uvicorn._subprocess import get_subprocess
 
+from ._uvicorn import get_subprocess
 from .server import Server
 
 logger = logging.getLogger("uvicorn.error")

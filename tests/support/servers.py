@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 
 from broadcaster import Settings
 from broadcaster.http import create_app
+from broadcaster.http.gate import Policy
 from broadcaster.http.server import Server, ServerApp, make_config
 
 from .redis_server import free_port
@@ -20,12 +21,16 @@ from .waiting import eventually_sync
 
 
 class ThreadServer:
-    """Our uvicorn `Server` running the app in a thread with its own event loop, on 127.0.0.1:<free port>."""
+    """Our uvicorn `Server` running `ServerApp` in a thread with its own event loop, on 127.0.0.1:<free port>.
 
-    def __init__(self, settings: Settings) -> None:
+    `app` is the FastAPI app inside (its state has the hub); `policies` replace the gate's.
+    """
+
+    def __init__(self, settings: Settings, *, policies: Sequence[Policy] | None = None) -> None:
         self.settings = settings.replace(port=settings.port if settings.port != 8000 else free_port())
         self.app = create_app(self.settings)
-        config = make_config(self.settings, app=ServerApp(self.app), log_level="warning")
+        self.server_app = ServerApp(self.app, policies=policies)
+        config = make_config(self.settings, app=self.server_app, log_level="warning")
         self.server = Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test-server", daemon=True)
 
@@ -47,8 +52,8 @@ class ThreadServer:
 
 
 @contextlib.contextmanager
-def thread_server(settings: Settings) -> Iterator[ThreadServer]:
-    server = ThreadServer(settings)
+def thread_server(settings: Settings, *, policies: Sequence[Policy] | None = None) -> Iterator[ThreadServer]:
+    server = ThreadServer(settings, policies=policies)
     server.start()
     try:
         yield server

@@ -1,0 +1,17 @@
+"""The policies a server's gate runs, chosen from its settings: where access control and limits plug in.
+
+Add a policy here (built from `settings`, in the order it must run: CORS headers first,
+so that a later refusal carries them; then identity and grants; then limits). Neither
+lane changes: `ServerApp` asks the gate about every request. See `http/gate.py` for
+the interface (`Policy`, `Decision`, `Refused`).
+"""
+
+from __future__ import annotations
+
+from .._config import Settings
+from .gate import Policy
+
+
+def policies_for(settings: Settings) -> list[Policy]:
+    """The gate's policies for `settings`; none yet: every request is admitted."""
+    return []
