@@ -448,8 +448,13 @@ async def test_metrics_prometheus_shape_and_counts(settings, client_factory):
         assert before["broadcaster_healthy"] == 1
 
         task = await _open(client, hub, "/topics/m/events", keys={"m": 1}, params={"max_events": 1})
-        during = _metrics((await client.get("/metrics")).text)
-        assert during["broadcaster_streams"] == before["broadcaster_streams"] + 1
+
+        async def registered() -> dict[str, float] | None:
+            # The hub counts the subscription before the stream registers with the monitor (replay first).
+            now = _metrics((await client.get("/metrics")).text)
+            return now if now["broadcaster_streams"] == before["broadcaster_streams"] + 1 else None
+
+        during = await eventually(registered, within=5, what="the stream counted in /metrics")
         assert during["broadcaster_subscriptions"] == before["broadcaster_subscriptions"] + 1
         assert during["broadcaster_topics"] == before["broadcaster_topics"] + 1
         assert (await client.post("/topics/m/events", json=1)).status_code == 201
