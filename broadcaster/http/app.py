@@ -20,6 +20,7 @@ from .errors import install_error_handlers
 from .gate import DECISION_SCOPE_KEY
 from .routes import router
 from .streaming import StreamMonitor
+from .ui import router as ui_router
 
 DESCRIPTION = """
 Publish events on named topics; subscribe to them live as Server-Sent Events or NDJSON.
@@ -64,4 +65,5 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(ui_router)
     return app
