@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ import orjson
 import pytest
 from fastapi.responses import HTMLResponse
 
+from ..support.browser import chromium_binary
 from ..support.servers import ThreadServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -48,15 +47,6 @@ source.addEventListener("live", (e) => report({kind: "live", ...JSON.parse(e.dat
 source.addEventListener("reset", (e) => report({kind: "reset", ...JSON.parse(e.data)}));
 </script></body></html>
 """.replace("PER_STREAM", str(PER_STREAM))
-
-
-def chromium_binary() -> str:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (apt-get install -y chromium); browser tests must run in CI")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    return binary
 
 
 @contextlib.contextmanager

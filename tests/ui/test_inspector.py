@@ -1,0 +1,156 @@
+"""The inspector in a real Chromium: live rows, control rows, pause, and 1000 events/s.
+
+Issue 12, acceptance 2 and 6.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+from playwright.async_api import Page, expect
+
+from .conftest import OpenDashboard
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+NDJSON = {"Content-Type": "application/x-ndjson"}
+ROWS = "#inspector-table tbody tr"
+
+
+async def _subscribe(page: Page, selectors: str, *, queue: int | None = None, overflow: str = "") -> None:
+    await page.fill("#inspector-topics", selectors)
+    if queue is not None:
+        await page.fill("#inspector-queue", str(queue))
+    await page.select_option("#inspector-overflow", overflow)
+    await page.click("#inspector-form button[type=submit]")
+    # EventSource opens once the response starts, and the server subscribes before that.
+    await expect(page.locator("#inspector-state")).to_have_attribute("data-state", "open")
+
+
+async def test_inspector_shows_events_a_gap_row_and_pauses(open_dashboard: OpenDashboard):
+    dashboard = await open_dashboard()
+    page = dashboard.page
+    await page.click("#settings summary")  # keep every row of the burst below (the default is 500)
+    await page.fill("#setting-max-rows", "2000")
+    await page.press("#setting-max-rows", "Enter")
+    await dashboard.until("broadcasterUI.settings.maxRows === 2000", 1000)
+    await page.click("#settings summary")
+    await _subscribe(page, "insp.*", queue=2, overflow="drop-oldest")
+    newest = page.locator(f"{ROWS}.event").first
+    async with httpx.AsyncClient(base_url=dashboard.url, timeout=30) as client:
+        data = {"reading": {"value": 7.5, "unit": "V"}, "sensor": "s-1"}
+        answer = await client.post("/topics/insp.kitchen/events", json=data)
+        event_id = answer.json()["id"]
+        await expect(newest.locator("td.id")).to_have_text(event_id, timeout=1000)  # within 1 s
+        await expect(newest.locator("td.topic")).to_have_text("insp.kitchen")
+        await expect(newest.locator("summary")).to_have_text(json.dumps(data, separators=(",", ":")))
+        await newest.locator("summary").click()  # collapsed by default; opened, pretty-printed
+        await expect(newest.locator("pre")).to_have_text(json.dumps(data, indent=2))
+
+        # Pause: new events are counted, not shown; resume shows them.
+        await page.click("#inspector-pause")
+        await expect(page.locator("#inspector-pause")).to_have_attribute("aria-pressed", "true")
+        ids = [(await client.post("/topics/insp.hall/events", json={"n": n})).json()["id"] for n in range(3)]
+        await dashboard.until("broadcasterUI.inspector.model().held === 3", 2000)
+        assert await page.locator(ROWS).count() == 1
+        await expect(page.locator("#inspector-pause")).to_have_text("Resume (3 new)")
+        await expect(page.locator("#inspector-counts")).to_contain_text("paused: 3 arrived since")
+        await page.click("#inspector-pause")
+        await expect(page.locator(ROWS)).to_have_count(4)
+        assert await page.locator(f"{ROWS} td.id").all_text_contents() == [*reversed(ids), event_id]
+
+        # Overflow: while the page's scripts are stopped (as in a busy tab), a burst fills the
+        # socket's buffers and then the page's 2-event queue, which drops the oldest and says so.
+        debugger = await page.context.new_cdp_session(page)
+        await debugger.send("Debugger.enable")
+        await debugger.send("Debugger.pause")  # takes hold at the first event of the burst
+        pad = "x" * 30_000
+        burst = b"".join(orjson.dumps({"n": n, "pad": pad}) + b"\n" for n in range(800))  # 24 MB
+        report = (await client.post("/topics/insp.burst/events", content=burst, headers=NDJSON)).json()
+        assert report["accepted"] == 800
+        await debugger.send("Debugger.resume")
+        await debugger.detach()
+        gap = page.locator(f"{ROWS}.control-gap").first
+        await expect(gap).to_be_visible(timeout=10_000)
+        await expect(gap.locator(".badge")).to_have_text("gap")
+        await expect(gap.locator("td.data")).to_contain_text("event(s) dropped for this page")
+        await expect(newest.locator("td.id")).to_have_text(report["last_id"], timeout=5000)
+        # Every event of the burst is either shown or counted in a gap row: none lost silently.
+        shown = await page.locator(f"{ROWS}.event", has_text="insp.burst").count()
+        gaps = await page.locator(f"{ROWS}.control-gap td.data").all_text_contents()
+        dropped = sum(int(text.split()[0]) for text in gaps)
+        assert dropped > 0 and shown + dropped == 800, (shown, gaps)
+    await page.fill("#inspector-filter", "gap")  # the text filter keeps the gap rows only
+    await expect(page.locator(f"{ROWS}:visible")).to_have_count(len(gaps))
+    await page.fill("#inspector-filter", "")
+    await dashboard.screenshot("inspector-light-laptop", "#panels")
+    assert dashboard.problems == []
+
+
+# Records, for every click on the pause button, the time from the input event until the
+# page's handler ran (after it: the app's handler is registered first) and until the next frame.
+MEASURE_CLICKS = """() => {
+  window.clickLatencies = {handled: [], painted: []};
+  document.getElementById("inspector-pause").addEventListener("click", (event) => {
+    window.clickLatencies.handled.push(performance.now() - event.timeStamp);
+    requestAnimationFrame(() => window.clickLatencies.painted.push(performance.now() - event.timeStamp));
+  });
+}"""
+
+RATE = 1000  # events per second
+SECONDS = 10
+TICK_S = 0.1
+
+
+async def _steady_lines() -> AsyncIterator[bytes]:
+    """RATE events/s for SECONDS as one streamed NDJSON body, written every TICK_S."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    per_tick = int(RATE * TICK_S)
+    for tick in range(int(SECONDS / TICK_S)):
+        first = tick * per_tick
+        yield b"".join(
+            b'{"n":%d,"sensor":"s-%d","value":%.3f}\n' % (n, n % 4, (n % 997) / 10)
+            for n in range(first, first + per_tick)
+        )
+        await asyncio.sleep(max(0.0, start + (tick + 1) * TICK_S - loop.time()))
+
+
+async def test_inspector_keeps_up_with_1000_events_per_second(open_dashboard: OpenDashboard):
+    dashboard = await open_dashboard()
+    page = dashboard.page
+    cap = 500  # the page's default row cap
+    await _subscribe(page, "fast.feed")
+    await page.evaluate(MEASURE_CLICKS)
+    samples = []
+    async with httpx.AsyncClient(base_url=dashboard.url, timeout=30) as client:
+        post = asyncio.create_task(client.post("/topics/fast.feed/events", content=_steady_lines(), headers=NDJSON))
+        pause = page.locator("#inspector-pause")
+        while not post.done():
+            await asyncio.sleep(0.5)  # pacing the clicks through the run, not waiting for a condition
+            for pressed in ("true", "false"):
+                await pause.click()
+                await expect(pause).to_have_attribute("aria-pressed", pressed, timeout=1000)
+            samples.append(await dashboard.model("inspector"))
+        report = (await post).json()
+    total = RATE * SECONDS
+    assert (report["accepted"], report["rejected"]) == (total, 0)
+    await dashboard.until(f"broadcasterUI.inspector.model().received === {total}")
+    latencies = await page.evaluate("window.clickLatencies")
+    handled = latencies["handled"]
+    print(f"click handled after {sorted(round(ms) for ms in handled)} ms; painted: {latencies['painted']}")
+    assert len(handled) >= 2 * 5, "clicks all through the stream"
+    assert max(handled) < 200, f"a click took {max(handled):.0f} ms to be handled: {handled}"
+    assert len(samples) >= 5 and max(s["domRows"] for s in samples) <= cap
+    assert [s["domRows"] for s in samples[-3:]] == [cap] * 3
+    final = await dashboard.model("inspector")
+    assert (final["rows"], final["domRows"], final["reconnects"], final["state"]) == (cap, cap, 0, "open")
+    assert await page.locator(f"{ROWS}.control").count() == 0  # kept up: no gap, no eviction
+    assert await page.locator(f"{ROWS} td.id").first.text_content() == report["last_id"]
+    await dashboard.screenshot("inspector-1000-per-second", "#panels")
+    assert dashboard.problems == []
