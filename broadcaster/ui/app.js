@@ -71,7 +71,6 @@ class Tabs {
       if (chosen && focus) tab.focus();
     }
     if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
-    window.dispatchEvent(new Event("resize")); // a chart shown again measures itself
   }
 
   key(event, tab) {

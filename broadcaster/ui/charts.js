@@ -166,7 +166,12 @@ export class Charts {
       seriesBy: label(this.seriesSelect),
       fields: [...this.fields.numeric.values()].map(pathLabel),
       keys: [...this.fields.keys.values()].map(pathLabel),
-      series: [...this.series.values()].map((line) => ({ name: line.name, points: line.t.length, last: line.v.at(-1) })),
+      series: [...this.series.values()].map((line) => ({
+        name: line.name,
+        color: line.color,
+        points: line.t.length,
+        last: line.v.at(-1),
+      })),
       window: this.window,
     };
   }

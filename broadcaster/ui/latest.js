@@ -103,8 +103,8 @@ export class Latest {
 
   key(item) {
     const split = this.splitSelect.value ? JSON.parse(this.splitSelect.value) : null;
-    if (split === null) return [item.topic, item.topic];
-    const name = String(valueAt(item.data, split) ?? "(none)");
+    const name = split === null ? undefined : valueAt(item.data, split);
+    if (name === undefined || name === null) return [item.topic, item.topic];
     return [`${item.topic}\n${name}`, `${item.topic} · ${name}`];
   }
 

@@ -51,6 +51,11 @@ async def test_dashboard_loads_clean_and_lists_a_new_topic_with_its_subscribers(
         await expect(retained).to_have_text("1")
         await expect(row.locator(".id")).to_have_text(f"last {answer.json()['id']}")
         assert float(await rate.text_content() or "x") >= 0
+        # Refreshes update the row in place (no flicker, focus and scroll kept): same element after one.
+        await row.evaluate("(tr) => { tr.keptAcrossRefresh = true; }")
+        status = await page.locator("#topics-status").text_content()
+        await expect(page.locator("#topics-status")).not_to_have_text(status or "", timeout=3000)
+        assert await row.evaluate("(tr) => tr.keptAcrossRefresh === true")
         # The filter hides what does not match, by substring or by * pattern.
         await page.fill("#topics-filter", "nothing-like-it")
         await expect(row).to_be_hidden()

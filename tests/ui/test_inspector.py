@@ -14,6 +14,7 @@ import orjson
 import pytest
 from playwright.async_api import Page, expect
 
+from ..support.servers import ThreadServer
 from .conftest import OpenDashboard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -154,3 +155,66 @@ async def test_inspector_keeps_up_with_1000_events_per_second(open_dashboard: Op
     assert await page.locator(f"{ROWS} td.id").first.text_content() == report["last_id"]
     await dashboard.screenshot("inspector-1000-per-second", "#panels")
     assert dashboard.problems == []
+
+
+async def test_inspector_starts_from_a_tail_or_an_id_downloads_ndjson_and_shows_refusals(open_dashboard: OpenDashboard):
+    dashboard = await open_dashboard()
+    page = dashboard.page
+    async with httpx.AsyncClient(base_url=dashboard.url, timeout=10) as client:
+        ids = [(await client.post("/topics/from.here/events", json={"n": n})).json()["id"] for n in range(4)]
+        history = (await client.get("/topics/from.here/history")).text.splitlines()
+    await page.select_option("#inspector-from", "tail")
+    await page.fill("#inspector-from-value", "2")
+    await _subscribe(page, "from.here")
+    # The last 2 retained, then the `live` control row; newest first.
+    await expect(page.locator(ROWS)).to_have_count(3)
+    await expect(page.locator(f"{ROWS}.control-live td.data")).to_have_text("live: 2 replayed, live events follow")
+    assert await page.locator(f"{ROWS}.event td.id").all_text_contents() == [ids[3], ids[2]]
+
+    await page.click("#inspector-clear")
+    await page.select_option("#inspector-from", "id")
+    await page.fill("#inspector-from-value", ids[0])
+    await page.click("#inspector-form button[type=submit]")
+    await expect(page.locator(f"{ROWS}.event")).to_have_count(3)
+    async with page.expect_download() as download_info:
+        await page.click("#inspector-download")
+    download = await download_info.value
+    lines = (await download.path()).read_text().splitlines()
+    assert lines[:3] == history[1:]  # the events as the server's own NDJSON lines, oldest first
+    assert [orjson.loads(line) for line in lines[3:]] == [{"control": "live", "replayed": 3}]
+
+    # A refused stream: the page reads the server's reason (EventSource cannot) and shows it.
+    await page.select_option("#inspector-from", "live")
+    await page.fill("#inspector-topics", "bad!topic")
+    await page.click("#inspector-form button[type=submit]")
+    state = page.locator("#inspector-state")
+    await expect(state).to_have_attribute("data-state", "failed")
+    await expect(state).to_contain_text("bad!topic: refused: 422 invalid_topic: topic 'bad!topic' is invalid")
+    # Expected: the streams this test replaced (aborted by the page) and the refused one.
+    expected = ("ERR_ABORTED", "bad%21topic", "422")
+    assert [p for p in dashboard.problems if not any(e in p for e in expected)] == []
+
+
+async def test_inspector_shows_shutdown_and_reconnects_to_a_restarted_server(
+    open_dashboard: OpenDashboard, make_settings
+):
+    settings = make_settings(retry_ms=100)
+    dashboard = await open_dashboard(settings)
+    page = dashboard.page
+    await _subscribe(page, "again.*")
+    dashboard.server.stop()  # streams end with a `shutdown` control; EventSource retries by itself
+    await expect(page.locator(f"{ROWS}.control-shutdown")).to_have_count(1)
+    state = page.locator("#inspector-state")
+    await expect(state).to_have_attribute("data-state", "reconnecting")
+    replacement = ThreadServer(dashboard.server.settings)  # the same port
+    replacement.start()
+    try:
+        await expect(state).to_have_attribute("data-state", "open", timeout=10_000)
+        assert (await dashboard.model("inspector"))["reconnects"] >= 1
+        await expect(state).to_contain_text("reconnect")
+        async with httpx.AsyncClient(base_url=replacement.url, timeout=10) as client:
+            event_id = (await client.post("/topics/again.one/events", json={"back": True})).json()["id"]
+        await expect(page.locator(f"{ROWS}.event td.id").first).to_have_text(event_id, timeout=2000)
+    finally:
+        await page.context.close()
+        replacement.stop()
