@@ -36,7 +36,7 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(?:css|js|svg)\Z")
 _HEADERS = {
     # `connect-src 'self'` covers fetch and EventSource; nothing may come from another origin.
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",

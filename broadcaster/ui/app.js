@@ -106,10 +106,10 @@ const topics = new TopicsList(
   (error) => {
     setText(serverStatus, error ? (error.status ? `server refused: ${error.status}` : "server unreachable") : "server connected");
     serverStatus.dataset.state = error ? "failed" : "ok";
-    if (!error) showNotice("");
   },
 );
 
+document.getElementById("notice-dismiss").addEventListener("click", () => showNotice(""));
 onAccessError((error) => {
   // 401: this page has no (valid) credential; 403: a grant is missing (the message names the topic).
   const what = error.status === 401 ? "The server needs a token" : "Not allowed";

@@ -1,7 +1,7 @@
 // The charts panel: numeric fields found in the events, one line per series, the last minutes.
 //
 // Bounded: the recent events kept for re-plotting after a change of field are at most
-// `maxPoints` x MAX_SERIES; each series holds at most `maxPoints` points inside the time
+// `maxPoints` x MAX_SERIES (and MAX_RECENT); each series holds at most `maxPoints` points inside the time
 // window; at most MAX_SERIES series are drawn. Drawing happens once per frame at most.
 import { LineChart } from "./chart.js";
 import { FieldIndex, numberAt, pathLabel, syncOptions, valueAt } from "./fields.js";
@@ -9,7 +9,8 @@ import { h, perFrame, setText, words } from "./frames.js";
 import { Stream } from "./stream.js";
 
 const MAX_SERIES = 16;
-const MIN_SPAN_MS = 10000; // a chart of a few seconds of data spans at least this
+const MAX_RECENT = 50000; // events kept to re-plot after a change of field or series key
+const MIN_SPAN_MS = 5000; // a chart of a few seconds of data spans at least this
 const TOPIC = "@topic"; // "series by" the event's topic
 
 export class Charts {
@@ -24,6 +25,8 @@ export class Charts {
     this.fields = new FieldIndex();
     this.recent = [];
     this.series = new Map();
+    this.field = null;
+    this.by = null;
     this.ignored = 0;
     this.offsetMs = Infinity; // the least (local clock - event ts) seen: network delay plus clock skew
     this.stream = null;
@@ -61,23 +64,21 @@ export class Charts {
     this.stream.open();
   }
 
-  get fieldPath() {
-    return this.fieldSelect.value ? JSON.parse(this.fieldSelect.value) : null;
-  }
-
-  get seriesPath() {
+  /** The chosen field's path (null: none yet) and series key (null: one series; TOPIC; or a path). */
+  chosen() {
+    const field = this.fieldSelect.value ? JSON.parse(this.fieldSelect.value) : null;
     const value = this.seriesSelect.value;
-    return value && value !== TOPIC ? JSON.parse(value) : value || null;
+    return [field, value && value !== TOPIC ? JSON.parse(value) : value || null];
   }
 
   receive(item) {
     this.offsetMs = Math.min(this.offsetMs, Date.now() - item.ts);
     const point = { ts: item.ts, topic: item.topic, data: item.data };
     this.recent.push(point);
-    const keep = this.settings.maxPoints * MAX_SERIES;
+    const keep = Math.min(this.settings.maxPoints * MAX_SERIES, MAX_RECENT);
     if (this.recent.length > keep * 1.25) this.recent.splice(0, this.recent.length - keep);
     this.fields.add(item.data);
-    this.plot(point, this.fieldPath, this.seriesPath);
+    this.plot(point, this.field, this.by);
     this.schedule();
   }
 
@@ -110,9 +111,8 @@ export class Charts {
     this.series = new Map();
     this.ignored = 0;
     this.legendChanged = true;
-    const field = this.fieldPath;
-    const by = this.seriesPath;
-    for (const point of this.recent) this.plot(point, field, by);
+    [this.field, this.by] = this.chosen();
+    for (const point of this.recent) this.plot(point, this.field, this.by);
     this.schedule();
   }
 
@@ -141,7 +141,7 @@ export class Charts {
         line.v.splice(0, old - 1);
       }
     }
-    const empty = this.fieldPath === null ? "no numeric field yet" : "no data in the window";
+    const empty = this.field === null ? "no numeric field yet" : "no data in the window";
     this.chart.draw([...this.series.values()], start, end, empty);
     if (this.legendChanged) this.drawLegend();
   }

@@ -3,8 +3,10 @@
 // Bounded: at most `settings.maxRows` rows exist (in the DOM and in memory); events that
 // arrive faster than frames are painted wait in a buffer of the same bound, so a burst
 // costs one DOM update per frame, and rows that would be removed before ever being seen
-// are never built.
+// are never built. Only the rows on screen are in the DOM (rowlist.js); the row chosen
+// with a click or the arrow keys shows its data, pretty-printed, below the list.
 import { clock, h, perFrame, setText, words } from "./frames.js";
+import { RowList } from "./rowlist.js";
 import { Stream } from "./stream.js";
 
 function describeControl(name, fields) {
@@ -33,20 +35,28 @@ export class Inspector {
   constructor(settings) {
     this.settings = settings;
     this.form = document.getElementById("inspector-form");
-    this.body = document.querySelector("#inspector-table tbody");
+    this.viewport = document.getElementById("inspector-viewport");
     this.stateLine = document.getElementById("inspector-state");
     this.counts = document.getElementById("inspector-counts");
     this.pauseButton = document.getElementById("inspector-pause");
     this.filterBox = document.getElementById("inspector-filter");
+    this.detailTitle = document.getElementById("inspector-detail-title");
+    this.detailData = document.getElementById("inspector-detail-data");
     this.stream = null;
-    this.rows = []; // oldest first: {item, tr, text}
+    this.rows = []; // oldest first: {item, text, summary, gone}
+    this.view = []; // the rows the filter keeps, oldest first; shown newest first
     this.pending = []; // waiting for the next frame
     this.held = []; // arrived while paused (the newest maxRows of them)
     this.heldCount = 0;
     this.received = 0;
     this.paused = false;
     this.filter = "";
+    this.selected = null;
     this.schedule = perFrame(() => this.flush());
+    this.list = new RowList(this.viewport, document.getElementById("inspector-rows"), {
+      build: () => this.buildRow(),
+      fill: (element, row) => this.fillRow(element, row),
+    });
 
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -63,6 +73,11 @@ export class Inspector {
         this.setFilter("");
       }
     });
+    this.viewport.addEventListener("click", (event) => {
+      const element = event.target.closest(".row");
+      if (element && element.item) this.select(element.item);
+    });
+    this.viewport.addEventListener("keydown", (event) => this.key(event));
     this.updateCounts();
   }
 
@@ -104,15 +119,12 @@ export class Inspector {
 
   receive(item) {
     this.received += 1;
+    if (item.kind === "control") item.at = Date.now(); // controls carry no time of their own
     const max = this.settings.maxRows;
-    if (this.paused) {
-      this.heldCount += 1;
-      this.held.push(item);
-      if (this.held.length > max * 2) this.held.splice(0, this.held.length - max);
-    } else {
-      this.pending.push(item);
-      if (this.pending.length > max * 2) this.pending.splice(0, this.pending.length - max);
-    }
+    const buffer = this.paused ? this.held : this.pending;
+    if (this.paused) this.heldCount += 1;
+    buffer.push(item);
+    if (buffer.length > max * 2) buffer.splice(0, buffer.length - max);
     this.schedule();
   }
 
@@ -132,54 +144,86 @@ export class Inspector {
     let items = this.pending;
     this.pending = [];
     if (items.length > max) items = items.slice(items.length - max);
-    if (items.length) {
-      const fragment = document.createDocumentFragment();
-      const added = items.map((item) => this.row(item));
-      for (let i = added.length - 1; i >= 0; i--) fragment.append(added[i].tr);
-      this.body.prepend(fragment);
-      this.rows.push(...added);
+    let shown = 0;
+    for (const item of items) {
+      const row = { item, text: null, summary: null, gone: false };
+      this.rows.push(row);
+      if (this.matches(row)) {
+        this.view.push(row);
+        shown += 1;
+      }
     }
     this.trim();
-    this.updateCounts();
+    this.refresh(shown);
   }
 
   trim() {
     const excess = this.rows.length - this.settings.maxRows;
-    if (excess > 0) for (const row of this.rows.splice(0, excess)) row.tr.remove();
+    if (excess <= 0) return;
+    for (const row of this.rows.splice(0, excess)) row.gone = true;
+    let cut = 0;
+    while (cut < this.view.length && this.view[cut].gone) cut++;
+    if (cut) this.view.splice(0, cut);
   }
 
-  row(item) {
-    let tr;
+  /** Show the view again; `added` rows came on top since the last time. */
+  refresh(added = 0) {
+    const view = this.view;
+    this.list.update(view.length, (index) => view[view.length - 1 - index], added);
+    this.updateCounts();
+  }
+
+  buildRow() {
+    const cell = (name) => h("span", { class: name, role: "cell" });
+    return h("div", { class: "row", role: "row" }, cell("time"), cell("topic"), cell("type"), cell("id"), cell("data"));
+  }
+
+  fillRow(element, row) {
+    const { item } = row;
+    const [time, topic, type, id, data] = element.children;
     if (item.kind === "control") {
-      tr = h(
-        "tr",
-        { class: `control control-${item.name}` },
-        h("td", { class: "time", text: clock(Date.now()) }),
-        h("td", { class: "topic muted", text: "(stream)" }),
-        h("td", { class: "type" }, h("span", { class: "badge", text: item.name })),
-        h("td", { class: "id", text: item.fields.last_id || item.fields.last_event_id || "" }),
-        h("td", { class: "data", text: describeControl(item.name, item.fields) }),
-      );
+      element.className = `row control control-${item.name}`;
+      setText(time, clock(item.at));
+      setText(topic, "(stream)");
+      setText(type, item.name);
+      setText(id, item.fields.last_id || item.fields.last_event_id || "");
+      if (row.summary === null) row.summary = describeControl(item.name, item.fields);
     } else {
-      const details = h("details", {}, h("summary", { text: summary(item.data) }));
-      details.addEventListener("toggle", () => {
-        if (details.open && details.childElementCount === 1) {
-          details.append(h("pre", { text: JSON.stringify(item.data, null, 2) }));
-        }
-      }, { once: true });
-      tr = h(
-        "tr",
-        { class: "event" },
-        h("td", { class: "time", text: clock(item.ts) }),
-        h("td", { class: "topic", text: item.topic }),
-        h("td", { class: "type", text: item.type }),
-        h("td", { class: "id", text: item.id }),
-        h("td", { class: "data" }, details),
-      );
+      element.className = "row event";
+      setText(time, clock(item.ts));
+      setText(topic, item.topic);
+      setText(type, item.type);
+      setText(id, item.id);
+      if (row.summary === null) row.summary = summary(item.data);
     }
-    const row = { item, tr, text: null };
-    tr.hidden = !this.matches(row);
-    return row;
+    setText(data, row.summary);
+    element.setAttribute("aria-selected", String(row === this.selected));
+  }
+
+  select(row) {
+    this.selected = row;
+    const { item } = row;
+    const title = item.kind === "control" ? `control message ${item.name}` : `${item.topic} · ${item.type} · ${item.id}`;
+    setText(this.detailTitle, title);
+    setText(this.detailData, JSON.stringify(item.kind === "control" ? item.fields : item.data, null, 2));
+    for (const element of this.list.canvas.children) element.setAttribute("aria-selected", String(element.item === row));
+  }
+
+  key(event) {
+    const view = this.view;
+    if (!view.length) return;
+    const current = this.selected ? view.length - 1 - view.indexOf(this.selected) : -1;
+    const page = Math.max(1, Math.floor(this.viewport.clientHeight / this.list.rowPx) - 1);
+    const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page };
+    let index;
+    if (event.key in moves) index = current < 0 || current >= view.length ? 0 : current + moves[event.key];
+    else if (event.key === "Home") index = 0;
+    else if (event.key === "End") index = view.length - 1;
+    else return;
+    event.preventDefault();
+    index = Math.min(view.length - 1, Math.max(0, index));
+    this.select(view[view.length - 1 - index]);
+    this.list.reveal(index);
   }
 
   matches(row) {
@@ -190,26 +234,22 @@ export class Inspector {
 
   setFilter(text) {
     this.filter = text.trim().toLowerCase();
-    for (const row of this.rows) row.tr.hidden = !this.matches(row);
-    this.updateCounts();
+    this.view = this.rows.filter((row) => this.matches(row));
+    this.refresh();
   }
 
   clear() {
-    for (const row of this.rows) row.tr.remove();
     this.rows = [];
+    this.view = [];
     this.pending = [];
     this.held = [];
     this.heldCount = 0;
     this.received = 0;
-    this.updateCounts();
-  }
-
-  shown() {
-    return this.rows.filter((row) => this.matches(row));
+    this.refresh();
   }
 
   updateCounts() {
-    const shown = this.filter ? this.shown().length : this.rows.length;
+    const shown = this.view.length;
     const parts = [`${shown} row${shown === 1 ? "" : "s"} shown (at most ${this.settings.maxRows})`, `${this.received} received`];
     if (this.paused) parts.push(`paused: ${this.heldCount} arrived since`);
     setText(this.counts, parts.join(" · "));
@@ -218,7 +258,7 @@ export class Inspector {
 
   /** What is shown (the filter applies), oldest first, as NDJSON: the server's own line format. */
   download() {
-    const lines = this.shown().map(({ item }) =>
+    const lines = this.view.map(({ item }) =>
       item.kind === "control" ? JSON.stringify({ control: item.name, ...item.fields }) : item.raw,
     );
     const blob = new Blob(lines.map((line) => line + "\n"), { type: "application/x-ndjson" });
@@ -235,11 +275,24 @@ export class Inspector {
       state: this.stream ? this.stream.state : "idle",
       reconnects: this.stream ? this.stream.reconnects : 0,
       rows: this.rows.length,
-      domRows: this.body.rows.length,
+      shown: this.view.length,
+      domRows: this.list.canvas.childElementCount,
       received: this.received,
       paused: this.paused,
       held: this.heldCount,
       maxRows: this.settings.maxRows,
     };
+  }
+
+  /** The rows shown, newest first, as data: kind, control name or topic and type, id, data text. */
+  shownRows() {
+    return this.view.map(({ item }) => ({
+      kind: item.kind,
+      name: item.name,
+      topic: item.topic,
+      type: item.type,
+      id: item.id,
+      fields: item.fields,
+    })).reverse();
   }
 }
