@@ -107,18 +107,16 @@ async def test_inspector_shows_events_a_gap_row_and_pauses(open_dashboard: OpenD
     assert dashboard.problems == []
 
 
-# Records, for every click on the pause button, the time from the input event until the
-# page's handler ran (after it: the app's handler is registered first) and until the next frame.
+# Records, for every click on the pause button, the time from the input event until the page's
+# handler ran (this listener runs after it: the app's is registered first); and the long tasks.
 MEASURE_CLICKS = """() => {
   window.longTasks = [];
   new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) window.longTasks.push([Math.round(entry.startTime), Math.round(entry.duration)]);
+    for (const entry of list.getEntries()) window.longTasks.push(Math.round(entry.duration));
   }).observe({type: "longtask"});
-  window.clickLatencies = {handled: [], painted: [], at: []};
+  window.clickLatencies = [];
   document.getElementById("inspector-pause").addEventListener("click", (event) => {
-    window.clickLatencies.handled.push(performance.now() - event.timeStamp);
-    window.clickLatencies.at.push(Math.round(event.timeStamp));
-    requestAnimationFrame(() => window.clickLatencies.painted.push(performance.now() - event.timeStamp));
+    window.clickLatencies.push(performance.now() - event.timeStamp);
   });
 }"""
 
@@ -161,13 +159,11 @@ async def test_inspector_keeps_up_with_1000_events_per_second(open_dashboard: Op
     total = RATE * SECONDS
     assert (report["accepted"], report["rejected"]) == (total, 0)
     await dashboard.until(f"broadcasterUI.inspector.model().received === {total}")
-    latencies = await page.evaluate("window.clickLatencies")
-    handled = latencies["handled"]
-    print(
-        f"click handled after {[round(ms) for ms in handled]} ms; long tasks {await page.evaluate('window.longTasks')}"
-    )
+    handled = await page.evaluate("window.clickLatencies")
+    long_tasks = await page.evaluate("window.longTasks")
+    print(f"clicks handled after {[round(ms) for ms in handled]} ms; long tasks (ms): {long_tasks}")
     assert len(handled) >= 2 * 5, "clicks all through the stream"
-    assert max(handled) < 200, f"a click took {max(handled):.0f} ms to be handled: {handled}"
+    assert max(handled) < 200, f"a click took {max(handled):.0f} ms to be handled: {handled}; long tasks {long_tasks}"
     # The page holds exactly its cap of rows, and the DOM only the rows on screen.
     assert len(samples) >= 5 and max(s["rows"] for s in samples) <= cap
     assert [s["rows"] for s in samples[-3:]] == [cap] * 3
