@@ -9,11 +9,12 @@ import { apiUrl, probe } from "./api.js";
 
 /**
  * SSE event names of the server's control messages: the one table the page listens through.
- * `error` is the stream's fault message today; issue 16 renames it, because EventSource
- * fires its own "error" (a plain Event, without data) on connection failures: add the
- * new name here and keep `error` while servers of both kinds are around.
+ * The stream's fault message is `fault`; servers before it (CHANGELOG.md) sent `error`,
+ * which EventSource also fires by itself (a plain Event, without data) when a connection
+ * fails: a server's `error` is told apart by its data, and still shown. `error` stays
+ * reserved on the server, so no event type can take either name.
  */
-export const CONTROL_NAMES = ["gap", "reset", "live", "shutdown", "error"];
+export const CONTROL_NAMES = ["gap", "reset", "live", "shutdown", "fault", "error"];
 
 /** Names EventSource itself dispatches: never listened to as event types. */
 const RESERVED = new Set(["open", "error", "message", ...CONTROL_NAMES]);

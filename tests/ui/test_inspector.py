@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from ..support.servers import ThreadServer
-from .conftest import OpenDashboard
+from .conftest import Dashboard, OpenDashboard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -33,14 +33,40 @@ async def _subscribe(page: Page, selectors: str, *, queue: int | None = None, ov
     await expect(page.locator("#inspector-state")).to_have_attribute("data-state", "open")
 
 
+async def _keep_rows(dashboard: Dashboard, rows: int) -> None:
+    """Set the page's row cap through its settings form."""
+    page = dashboard.page
+    await page.click("#settings summary")
+    await page.fill("#setting-max-rows", str(rows))
+    await page.press("#setting-max-rows", "Enter")
+    await dashboard.until(f"broadcasterUI.settings.maxRows === {rows}", 1000)
+    await page.click("#settings summary")
+
+
+async def _burst_while_paused(page: Page, client: httpx.AsyncClient, topic: str, count: int = 800) -> dict:
+    """Publish `count` 30 KB events while the page's scripts are stopped, as in a busy tab.
+
+    The burst fills the socket's buffers (about 8 MB here) and then the page's queue on the
+    server, whose overflow policy applies. Returns the ingest report.
+    """
+    debugger = await page.context.new_cdp_session(page)
+    await debugger.send("Debugger.enable")
+    await debugger.send("Debugger.pause")  # takes hold at the first event of the burst
+    try:
+        pad = "x" * 30_000
+        burst = b"".join(orjson.dumps({"n": n, "pad": pad}) + b"\n" for n in range(count))
+        report = (await client.post(f"/topics/{topic}/events", content=burst, headers=NDJSON)).json()
+        assert report["accepted"] == count
+    finally:
+        await debugger.send("Debugger.resume")
+        await debugger.detach()
+    return report
+
+
 async def test_inspector_shows_events_a_gap_row_and_pauses(open_dashboard: OpenDashboard):
     dashboard = await open_dashboard()
     page = dashboard.page
-    await page.click("#settings summary")  # keep every row of the burst below (the default is 500)
-    await page.fill("#setting-max-rows", "2000")
-    await page.press("#setting-max-rows", "Enter")
-    await dashboard.until("broadcasterUI.settings.maxRows === 2000", 1000)
-    await page.click("#settings summary")
+    await _keep_rows(dashboard, 2000)  # every row of the burst below (the default is 500)
     await _subscribe(page, "insp.*", queue=2, overflow="drop-oldest")
     newest = page.locator(f"{ROWS}.event").first
     async with httpx.AsyncClient(base_url=dashboard.url, timeout=30) as client:
@@ -66,22 +92,9 @@ async def test_inspector_shows_events_a_gap_row_and_pauses(open_dashboard: OpenD
         await expect(page.locator(ROWS)).to_have_count(4)
         assert await page.locator(f"{ROWS} .id").all_text_contents() == [*reversed(ids), event_id]
 
-        # Overflow: while the page's scripts are stopped (as in a busy tab), a burst fills the
-        # socket's buffers and then the page's 2-event queue, which drops the oldest and says so.
-        debugger = await page.context.new_cdp_session(page)
-        await debugger.send("Debugger.enable")
-        await debugger.send("Debugger.pause")  # takes hold at the first event of the burst
-        pad = "x" * 30_000
-        burst = b"".join(orjson.dumps({"n": n, "pad": pad}) + b"\n" for n in range(800))  # 24 MB
-        report = (await client.post("/topics/insp.burst/events", content=burst, headers=NDJSON)).json()
-        assert report["accepted"] == 800
-        await debugger.send("Debugger.resume")
-        await debugger.detach()
-        gap = page.locator(f"{ROWS}.control-gap").first
-        await expect(gap).to_be_visible(timeout=10_000)
-        await expect(gap.locator(".type")).to_have_text("gap")
-        await expect(gap.locator(".data")).to_contain_text("event(s) dropped for this page")
-        await expect(newest.locator(".id")).to_have_text(report["last_id"], timeout=5000)
+        # Overflow: the page's 2-event queue drops the oldest and says so.
+        report = await _burst_while_paused(page, client, "insp.burst")
+        await expect(newest.locator(".id")).to_have_text(report["last_id"], timeout=10_000)
         # Every event of the burst is either shown or counted in a gap row: none lost silently.
         rows = await page.evaluate("broadcasterUI.inspector.shownRows()")
         shown = sum(1 for row in rows if row["topic"] == "insp.burst")
@@ -89,8 +102,11 @@ async def test_inspector_shows_events_a_gap_row_and_pauses(open_dashboard: OpenD
         dropped = sum(fields["dropped"] for fields in gaps)
         assert dropped > 0 and shown + dropped == 800, (shown, gaps)
     await page.fill("#inspector-filter", "gap")  # the text filter keeps the gap rows only
-    await expect(page.locator(ROWS)).to_have_count(len(gaps))
-    await expect(page.locator(f"{ROWS}.control-gap")).to_have_count(len(gaps))
+    await dashboard.until(f"broadcasterUI.inspector.model().shown === {len(gaps)}")
+    gap = page.locator(f"{ROWS}.control-gap").first
+    await expect(gap.locator(".type")).to_have_text("gap")
+    await expect(gap.locator(".data")).to_contain_text("event(s) dropped for this page (")
+    assert await page.locator(ROWS).count() == await page.locator(f"{ROWS}.control-gap").count() > 0
     await page.fill("#inspector-filter", "")
     # Keyboard: the list takes focus; Home chooses the newest row, End the oldest, arrows move.
     detail = page.locator("#inspector-detail-title")
@@ -238,3 +254,30 @@ async def test_inspector_shows_shutdown_and_reconnects_to_a_restarted_server(
     finally:
         await page.context.close()
         replacement.stop()
+
+
+async def test_inspector_shows_the_fault_of_an_eviction_and_resumes_without_loss(open_dashboard, make_settings):
+    dashboard = await open_dashboard(make_settings(retry_ms=100))
+    page = dashboard.page
+    await _keep_rows(dashboard, 2000)  # every row, the fault's included
+    await _subscribe(page, "evict.*", queue=2, overflow="disconnect")
+    async with httpx.AsyncClient(base_url=dashboard.url, timeout=30) as client:
+        report = await _burst_while_paused(page, client, "evict.me")
+        history = [
+            orjson.loads(line)["id"] for line in (await client.get("/topics/evict.me/history")).text.splitlines()
+        ]
+    # The server ends the slow page's stream with `fault` (the SSE name EventSource leaves alone);
+    # EventSource reconnects by itself with Last-Event-ID and the replay fills the hole.
+    await expect(page.locator(f"{ROWS}.event .id").first).to_have_text(report["last_id"], timeout=10_000)
+    model = await dashboard.model("inspector")
+    assert model["reconnects"] >= 1 and model["state"] == "open"
+    await expect(page.locator("#inspector-state")).to_contain_text("reconnect")
+    rows = await page.evaluate("broadcasterUI.inspector.shownRows()")
+    assert [row["name"] for row in rows if row["kind"] == "control"] == ["live", "fault"]  # newest first
+    events = [row["id"] for row in reversed(rows) if row["kind"] == "event"]
+    assert events == history  # every event, in order, once: nothing lost across the eviction
+    await page.fill("#inspector-filter", "slow consumer")
+    fault = page.locator(f"{ROWS}.control-fault")
+    await expect(fault).to_have_count(1)
+    await expect(fault.locator(".type")).to_have_text("fault")
+    await expect(fault.locator(".data")).to_contain_text("slow consumer: the subscriber's queue (2 events")
