@@ -5,8 +5,8 @@
 // window; at most MAX_SERIES series are drawn. Drawing happens once per frame at most.
 import { LineChart } from "./chart.js";
 import { FieldIndex, numberAt, pathLabel, syncOptions, valueAt } from "./fields.js";
-import { h, perFrame, setText, words } from "./frames.js";
-import { Stream } from "./stream.js";
+import { h, perFrame, words } from "./frames.js";
+import { Stream, showState } from "./stream.js";
 
 const MAX_SERIES = 16;
 const MAX_RECENT = 50000; // events kept to re-plot after a change of field or series key
@@ -56,10 +56,7 @@ export class Charts {
       types: words(fields.types.value),
       params: tail ? { tail } : {},
       onItem: (item) => item.kind === "event" && this.receive(item),
-      onState: (stream) => {
-        setText(this.stateLine, `${stream.selectors.join(" ")}: ${stream.describe()}`);
-        this.stateLine.dataset.state = stream.state;
-      },
+      onState: (stream) => showState(this.stateLine, stream),
     });
     this.stream.open();
   }

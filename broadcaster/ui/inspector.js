@@ -7,7 +7,7 @@
 // with a click or the arrow keys shows its data, pretty-printed, below the list.
 import { clock, h, perFrame, setText, words } from "./frames.js";
 import { RowList } from "./rowlist.js";
-import { Stream } from "./stream.js";
+import { Stream, showState } from "./stream.js";
 
 function describeControl(name, fields) {
   switch (name) {
@@ -113,8 +113,7 @@ export class Inspector {
 
   showState(stream) {
     if (stream !== this.stream) return;
-    setText(this.stateLine, `${stream.selectors.join(" ")}: ${stream.describe()}`);
-    this.stateLine.dataset.state = stream.state;
+    showState(this.stateLine, stream);
   }
 
   receive(item) {

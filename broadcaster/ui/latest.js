@@ -6,7 +6,7 @@
 import { ApiError, apiUrl, readEvents } from "./api.js";
 import { FieldIndex, numberAt, pathLabel, syncOptions, valueAt } from "./fields.js";
 import { h, perFrame, setText, words } from "./frames.js";
-import { Stream } from "./stream.js";
+import { Stream, showState } from "./stream.js";
 
 const MAX_TILES = 48;
 const SPLIT_TAIL = 200; // with a series key or a pattern, one event would show one tile only
@@ -91,7 +91,7 @@ export class Latest {
       types: words(fields.types.value),
       params: newest ? { last_event_id: newest } : {},
       onItem: (item) => item.kind === "event" && this.receive(item),
-      onState: (stream) => this.setState(`${stream.selectors.join(" ")}: ${stream.describe()}`, stream.state),
+      onState: (stream) => showState(this.stateLine, stream),
     });
     this.stream.lastId = newest;
     this.stream.open();

@@ -6,6 +6,7 @@
 // a bad topic) is shown and the stream stops; anything else is retried with backoff,
 // resuming after the last id received, so no event is lost across the gap.
 import { apiUrl, probe } from "./api.js";
+import { setText } from "./frames.js";
 
 /**
  * SSE event names of the server's control messages: the one table the page listens through.
@@ -161,3 +162,8 @@ export class Stream {
   }
 }
 
+/** Show `stream`'s selectors and state in a status element ("sensors.*: live · 1 reconnect"). */
+export function showState(element, stream) {
+  setText(element, `${stream.selectors.join(" ")}: ${stream.describe()}`);
+  element.dataset.state = stream.state;
+}
