@@ -88,6 +88,7 @@ _FIXED = {
     "/docs/oauth2-redirect": Action.DOCS,
     "/redoc": Action.DOCS,
     "/openapi.json": Action.DOCS,
+    "/": Action.STATIC,  # redirects to /ui
     "/ui": Action.STATIC,
 }
 _PREFIXES = (("/ui/", Action.STATIC), ("/static/", Action.STATIC), ("/auth/", Action.AUTH))

@@ -85,6 +85,8 @@ async def test_publish_form_publishes_and_shows_the_servers_messages(open_dashbo
         assert published and (await result.text_content() or "").startswith(f"published {published} on form.out")
         async with asyncio.timeout(5):
             received = orjson.loads(await anext(lines))
+            while "control" in received:  # keepalives
+                received = orjson.loads(await anext(lines))
         assert received["id"] == published
         assert (received["topic"], received["type"], received["data"]) == (
             "form.out",
