@@ -246,7 +246,12 @@ class Subscriber:
         refreshed = False
         while True:
             if delay > 0:
-                logger.warning("%s; reconnecting in %.1fs", cause or "reconnecting", delay)
+                logger.warning(
+                    "%s; reconnecting in %.1fs",
+                    cause or "reconnecting",
+                    delay,
+                    extra={"url": self.url, "delay_s": delay},
+                )
                 await asyncio.sleep(delay)
             try:
                 response = await self._open()
@@ -261,7 +266,12 @@ class Subscriber:
                 self._streams += 1
                 self.reconnects = self._streams - 1
                 self.connected = True
-                logger.info("stream open on %s (reconnects: %d)", self.url, self.reconnects)
+                logger.info(
+                    "stream open on %s (reconnects: %d)",
+                    self.url,
+                    self.reconnects,
+                    extra={"url": self.url, "reconnects": self.reconnects},
+                )
                 return response
             body = await read_bounded(response)
             await response.aclose()
