@@ -56,6 +56,16 @@ class _DeadConnection(Exception):
     pass
 
 
+#: `Reset.reason` of the notice the client itself yields (its `fields` have `"source": "client"`).
+NO_POSITION = "reconnected before any event was received, so without a resume point: events may have been missed"
+
+
+def _no_position(topics: tuple[str, ...]) -> Reset:
+    """The client's own `Reset`: a stream reopened with no event id to resume from cannot replay the gap."""
+    fields = {"reason": NO_POSITION, "topics": list(topics), "source": "client"}
+    return Reset("reset", fields, NO_POSITION, None, topics)
+
+
 class Subscriber:
     """Subscribe to `topics` (a topic, a pattern with `*`, or a list of them) on the server at `url`.
 
@@ -224,6 +234,8 @@ class Subscriber:
             if decoder.retry_ms is not None:
                 self._retry_hint_ms = decoder.retry_ms
             self._response = await self._connect(await self._delay_after(end), cause)
+            if self.last_event_id is None:
+                yield _no_position(self.topics)
 
     async def _delay_after(self, end: Shutdown | Fault | None) -> float:
         """The wait before reconnecting after a stream ended with `end` (None: it broke or just ended)."""
