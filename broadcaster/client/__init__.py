@@ -27,11 +27,11 @@ from ._sync import Published, iter_events, publish
 
 __all__ = [
     "CONTROL_TYPES",
-    "DEFAULT_HEARTBEAT_TIMEOUT_S",
-    "DEFAULT_TIMEOUT_S",
     "ClientError",
     "Control",
     "ControlMessage",
+    "DEFAULT_HEARTBEAT_TIMEOUT_S",
+    "DEFAULT_TIMEOUT_S",
     "Event",
     "Fault",
     "Forbidden",
