@@ -141,9 +141,15 @@ async def test_backoff_100_clients_honour_shutdown_hints_and_come_back_spread_ou
     assert restarted_after < RETRY_MS / 1000, f"the restart took {restarted_after:.2f}s, longer than any hint"
     late = {i: round(w - hints[i], 2) for i, w in waited.items() if w > hints[i] + 1.0}
     assert not late, f"came back long after the hint: {late}"
-    # Spread: hints are uniform over [RETRY_MS, 2 x RETRY_MS]; no 200 ms slice holds a wave.
+    # Spread: the hints are uniform over [RETRY_MS, 2 x RETRY_MS] (2 s wide); a wave would arrive within
+    # a fraction of a second. The bounds leave room for a loaded machine's event-loop stalls.
     offsets = sorted(at - stopped_at for at, _ in arrivals.values())
-    busiest = max(sum(1 for o in offsets if start <= o < start + 0.2) for start in offsets)
-    print(f"arrivals from {offsets[0]:.2f}s to {offsets[-1]:.2f}s after the stop; busiest 200 ms: {busiest} clients")
+    busiest = max(sum(1 for o in offsets if start <= o < start + 0.5) for start in offsets)
+    quartiles = offsets[CLIENTS * 3 // 4] - offsets[CLIENTS // 4]
+    print(
+        f"arrivals from {offsets[0]:.2f}s to {offsets[-1]:.2f}s after the stop, middle half within "
+        f"{quartiles:.2f}s, busiest 500 ms: {busiest} clients"
+    )
     assert offsets[-1] - offsets[0] >= 0.6 * RETRY_MS / 1000
-    assert busiest <= CLIENTS // 4
+    assert quartiles >= 0.25 * RETRY_MS / 1000
+    assert busiest <= CLIENTS * 45 // 100
