@@ -163,8 +163,7 @@ def _fault(name: str, f: Mapping[str, Any]) -> Fault:
 
 
 #: Wire name -> constructor. The one place that knows the names. The stream's fault message is
-#: named `error` on servers before issue 16 and `fault` after it (EventSource reserves `error`);
-#: both map to `Fault`.
+#: `fault` (EventSource reserves `error`); servers before issue 16 named it `error`: both map to `Fault`.
 CONTROL_TYPES: dict[str, Callable[[str, Mapping[str, Any]], ControlMessage]] = {
     "gap": _gap,
     "reset": _reset,

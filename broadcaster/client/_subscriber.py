@@ -43,6 +43,8 @@ DEFAULT_HEARTBEAT_TIMEOUT_S = 60.0
 DEDUP_WINDOW = 1024
 #: A read that waited this long got bytes as they arrived (not from a backlog): its timing means something.
 _BLOCKED_S = 0.01
+#: A keepalive after less silence than this says nothing about the server's interval (it came with other bytes).
+_MIN_SILENCE_S = 0.05
 _MEDIA_TYPES = {"ndjson": "application/x-ndjson", "sse": "text/event-stream"}
 
 
@@ -379,7 +381,7 @@ class Subscriber:
 
     def _learn(self, silence: float, waited: float, fresh: bool) -> None:
         """Learn the server's keepalive interval from a keepalive that came after `silence` seconds."""
-        if fresh and silence > 0 and waited >= 0.9 * silence:
+        if fresh and silence >= _MIN_SILENCE_S and waited >= 0.9 * silence:
             self._learned_heartbeat_s = max(self._learned_heartbeat_s or 0.0, silence)
 
     def _first_time(self, event: Event) -> bool:

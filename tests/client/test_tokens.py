@@ -100,7 +100,7 @@ async def test_tokens_callable_refreshed_on_token_expired_and_on_401_stream_goes
 
             # The token expires: the stream ends with `token_expired`; the client takes a fresh one.
             gate.valid = {"t2"}
-            _end_streams(server, Control("error", {"reason": "token_expired"}))
+            _end_streams(server, Control("fault", {"reason": "token_expired"}))
             await publish_more(2, "t2")
             items += await take_events(sub, 1)
             assert calls == ["t1", "t2"]
@@ -133,7 +133,7 @@ async def test_tokens_a_refused_token_raises_and_a_fixed_one_cannot_be_refreshed
 
         async with Subscriber(server.url, "feed", token="t1") as sub:
             gate.valid = {"t2"}
-            _end_streams(server, Control("error", {"reason": "token_expired"}))
+            _end_streams(server, Control("fault", {"reason": "token_expired"}))
             with pytest.raises(Unauthorized):
                 await take(sub, lambda items: False, within=10)
             await eventually(lambda: not sub.connected, within=1)
