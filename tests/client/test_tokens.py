@@ -184,7 +184,8 @@ async def _broadcaster_token(*grants: str, ttl_s: int) -> str:
 )
 async def test_tokens_callable_against_the_real_access_control_401_then_token_expired_no_loss():
     server = ProcessServer("--auth-secret", SECRET, "--heartbeat-s", "0.5")
-    with server:
+    try:
+        server.start()  # not `with server:`, which leaves the output pipe of a failed start open
         publisher = await _broadcaster_token("--publish", "feed", ttl_s=600)
         calls: list[float] = []
 
@@ -206,6 +207,8 @@ async def test_tokens_callable_against_the_real_access_control_401_then_token_ex
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(produce())
                 items = await take_events(sub, 40, within=30)
+    finally:
+        server.stop()
     faults = [item.reason for item in items if isinstance(item, Fault)]
     assert faults and set(faults) == {"token_expired"}
     assert len(calls) == 2 + len(faults) and sub.reconnects == len(faults)
