@@ -139,8 +139,10 @@ async def test_backoff_100_clients_honour_shutdown_hints_and_come_back_spread_ou
     early = {i: round(w, 2) for i, w in waited.items() if w < hints[i]}
     assert not early, f"came back before the hint: {early}"
     assert restarted_after < RETRY_MS / 1000, f"the restart took {restarted_after:.2f}s, longer than any hint"
-    late = {i: round(w - hints[i], 2) for i, w in waited.items() if w > hints[i] + 1.0}
-    assert not late, f"came back long after the hint: {late}"
+    # And right after it: a client that doubled the hint would be 2 s late or more. (A loaded machine delays
+    # a few by a second: the event loop runs 100 reconnects and the server thread shares the interpreter.)
+    lateness = sorted(w - hints[i] for i, w in waited.items())
+    assert lateness[CLIENTS // 2] <= 0.5 and lateness[-1] <= 1.9, f"came back late: {[round(x, 2) for x in lateness]}"
     # Spread: the hints are uniform over [RETRY_MS, 2 x RETRY_MS] (2 s wide); a wave would arrive within
     # a fraction of a second. The bounds leave room for a loaded machine's event-loop stalls.
     offsets = sorted(at - stopped_at for at, _ in arrivals.values())
