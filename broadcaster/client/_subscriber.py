@@ -19,6 +19,7 @@ seen before one, plus a second), starting from `DEFAULT_HEARTBEAT_TIMEOUT_S`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -58,6 +59,10 @@ class _DeadConnection(Exception):
     pass
 
 
+class _Closed(Exception):
+    """`aclose()` was called by another task while this one waited to reconnect."""
+
+
 #: `Reset.reason` of the notice the client itself yields (its `fields` have `"source": "client"`).
 NO_POSITION = "reconnected before any event was received, so without a resume point: events may have been missed"
 
@@ -92,8 +97,9 @@ class Subscriber:
     Raises `RequestRefused` (`Unauthorized`, `Forbidden`) for a 4xx that
     retrying will not change, from `async with` or from the iteration;
     `ServerUnavailable` once `retry.give_up_after_s` passed without a stream;
-    `ProtocolError` if the answer is not a stream. Leaving the block closes
-    the connection. Not safe to iterate from two tasks at once.
+    `ProtocolError` if the answer is not a stream. Leaving the block (or
+    `aclose()`, from any task) closes the connection and ends an iteration in
+    progress. Iterate from one task at a time.
     """
 
     def __init__(
@@ -150,6 +156,8 @@ class Subscriber:
         self._response: httpx.Response | None = None
         self._items: AsyncGenerator[Item, None] | None = None
         self._streams = 0  # streams opened so far
+        self._iterating = False  # a task is inside __anext__
+        self._closing = asyncio.Event()
 
     @property
     def heartbeat_timeout(self) -> float:
@@ -181,9 +189,11 @@ class Subscriber:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        self._closing.set()
         items, self._items = self._items, None
         try:
-            if items is not None:
+            # Iterated by another task right now: closing the connection below ends that iteration.
+            if items is not None and not self._iterating:
                 await items.aclose()
         finally:
             response, self._response = self._response, None
@@ -192,6 +202,9 @@ class Subscriber:
             self.connected = False
             if self._client is not None:
                 await self._client.aclose()
+
+    def _closed(self) -> bool:
+        return self._state is _State.CLOSED
 
     def __aiter__(self) -> Subscriber:
         return self
@@ -203,7 +216,11 @@ class Subscriber:
             raise StopAsyncIteration
         if self._items is None:
             self._items = self._run()
-        return await anext(self._items)
+        self._iterating = True
+        try:
+            return await anext(self._items)
+        finally:
+            self._iterating = False
 
     # -- the connection loop -----------------------------------------------------------------------
 
@@ -229,13 +246,22 @@ class Subscriber:
                 cause = f"connection lost ({type(exc).__name__})"
             except _DeadConnection as exc:
                 cause = str(exc)
+            except Exception:
+                if self._closed():
+                    return  # closed by another task in the middle of a read
+                raise
             finally:
                 self._response = None
                 self.connected = False
                 await response.aclose()
+            if self._closed():
+                return
             if decoder.retry_ms is not None:
                 self._retry_hint_ms = decoder.retry_ms
-            self._response = await self._connect(await self._delay_after(end), cause)
+            try:
+                self._response = await self._connect(await self._delay_after(end), cause)
+            except _Closed:
+                return
             if self.last_event_id is None:
                 yield _no_position(self.topics)
 
@@ -266,10 +292,18 @@ class Subscriber:
                     delay,
                     extra={"url": self.url, "delay_s": delay},
                 )
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):  # a wait that `aclose()` cuts short
+                    async with asyncio.timeout(delay):
+                        await self._closing.wait()
+            if self._closed():
+                raise _Closed
             try:
                 response = await self._open()
-            except (httpx.TransportError, TimeoutError) as exc:
+            except Exception as exc:
+                if self._closed():
+                    raise _Closed from None
+                if not isinstance(exc, httpx.TransportError | TimeoutError):
+                    raise
                 cause = f"cannot connect to {self.url} ({type(exc).__name__})"
                 delay = self._failed(cause, None)
                 continue
