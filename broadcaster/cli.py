@@ -8,6 +8,7 @@ running server (`--url`, or `BROADCASTER_URL`, default http://127.0.0.1:8000).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -24,11 +25,11 @@ from ._config import Settings, env_name, env_values, flag_name, parse_value, set
 from ._exceptions import ConfigError
 from ._redact import redact_url
 from ._types import OverflowPolicy
+from .client import ClientError, Event, Item, iter_events
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: Every setting: each is a `serve` flag.
 SETTING_NAMES = tuple(f.name for f in setting_fields())
-_RECONNECT_MAX_S = 5.0
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -176,54 +177,41 @@ def publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_line(line: dict[str, Any]) -> str:
-    if "control" in line:
-        kind = line["control"]
-        details = ", ".join(f"{k}={v}" for k, v in line.items() if k != "control")
-        return f"-- {kind}" + (f": {details}" if details else "") + " --"
-    stamp = time.strftime("%H:%M:%S", time.localtime(line["ts"] / 1000)) + f".{line['ts'] % 1000:03d}"
-    data = orjson.dumps(line["data"]).decode()
-    kind = "" if line["type"] == "message" else f" [{line['type']}]"
-    return f"{stamp} {line['topic']}{kind} {data}"
+def _format_item(item: Item) -> str:
+    if not isinstance(item, Event):
+        details = ", ".join(f"{k}={v}" for k, v in item.fields.items())
+        return f"-- {item.name}" + (f": {details}" if details else "") + " --"
+    stamp = time.strftime("%H:%M:%S", time.localtime(item.ts / 1000)) + f".{item.ts % 1000:03d}"
+    data = orjson.dumps(item.data).decode()
+    kind = "" if item.type == "message" else f" [{item.type}]"
+    return f"{stamp} {item.topic}{kind} {data}"
 
 
 def tail(args: argparse.Namespace) -> int:
-    """Follow topics until Ctrl-C; reconnect with the last id after a dropped connection."""
-    url = f"{_base_url(args)}/events"
-    last_id = args.last_event_id
-    delay = 0.2
+    """Follow topics until Ctrl-C, on `broadcaster.client`: it reconnects and resumes by itself."""
+    notices = logging.StreamHandler(sys.stderr)
+    notices.setFormatter(logging.Formatter("-- %(message)s --"))
+    client_log = logging.getLogger("broadcaster.client")
+    client_log.addHandler(notices)
+    client_log.setLevel(logging.WARNING)
+    client_log.propagate = False
+    token = args.token or os.environ.get("BROADCASTER_TOKEN") or None
     try:
-        while True:
-            params: list[tuple[str, str | int | float | bool | None]] = [("topic", t) for t in args.topics]
-            params.append(("format", "ndjson"))
-            if last_id:
-                params.append(("last_event_id", last_id))
-            elif args.tail:
-                params.append(("tail", args.tail))
-            try:
-                with httpx.stream("GET", url, params=params, timeout=httpx.Timeout(10, read=None)) as response:
-                    if response.status_code != 200:
-                        response.read()
-                        print(f"error: {_explain_http_error(response)}", file=sys.stderr)
-                        if response.status_code < 500:
-                            return 1
-                    else:
-                        delay = 0.2
-                        for raw in response.iter_lines():
-                            if not raw:
-                                continue
-                            line = orjson.loads(raw)
-                            if line.get("control") == "heartbeat":
-                                continue
-                            if "id" in line and "control" not in line:
-                                last_id = line["id"]
-                            print(raw if args.json else _format_line(line), flush=True)
-            except httpx.HTTPError as exc:
-                print(f"-- connection lost ({exc.__class__.__name__}), reconnecting --", file=sys.stderr)
-            time.sleep(delay)
-            delay = min(delay * 2, _RECONNECT_MAX_S)
+        items = iter_events(_base_url(args), args.topics, last_event_id=args.from_id, tail=args.tail, token=token)
+    except ValueError as exc:  # a bad topic or id: a usage error
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        for item in items:
+            print(orjson.dumps(item.as_dict()).decode() if args.json else _format_item(item), flush=True)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        client_log.removeHandler(notices)
+    return 0
 
 
 def build_parser() -> ArgumentParser:
@@ -245,9 +233,12 @@ def build_parser() -> ArgumentParser:
     tail_parser = commands.add_parser("tail", help="follow topics", description="Print events of topics as they come.")
     tail_parser.add_argument("topics", nargs="+", metavar="TOPIC", help="topic or pattern with *")
     tail_parser.add_argument("--url", help=f"server URL (env BROADCASTER_URL; default {DEFAULT_URL})")
-    tail_parser.add_argument("--json", action="store_true", help="print raw NDJSON lines (for jq)")
-    tail_parser.add_argument("--tail", type=int, default=0, help="start with the last N retained events")
-    tail_parser.add_argument("--last-event-id", help="resume after this event id")
+    tail_parser.add_argument("--json", action="store_true", help="print each event and control message as a JSON line")
+    tail_parser.add_argument("--tail", type=int, metavar="N", help="start with the last N retained events")
+    tail_parser.add_argument(
+        "--from-id", "--last-event-id", dest="from_id", metavar="ID", help="resume after this event id"
+    )
+    tail_parser.add_argument("--token", help="bearer token (env BROADCASTER_TOKEN)")
     tail_parser.set_defaults(func=tail)
     return parser
 
