@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from . import __version__
-from ._config import Settings, env_name, env_values, flag_name, parse_value, setting_fields
+from ._config import Settings, env_name, env_values, flag_name, format_value, parse_value, setting_fields
 from ._exceptions import ConfigError
 from ._redact import redact_url
 from ._types import OverflowPolicy
@@ -71,8 +71,18 @@ def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     fields = {f.name: f for f in setting_fields()}
     for name in names:
         default = fields[name].default
-        shown = default if default is not None else "unset"
+        shown = "unset" if default is None else "empty" if default == () else format_value(default)
         help_text = f"{fields[name].metadata['help']} (env {env_name(name)}; default {shown})"
+        if isinstance(default, bool):  # a switch: present means on (the variable takes true/false)
+            parser.add_argument(
+                flag_name(name),
+                dest=name,
+                action="store_const",
+                const="true",
+                default=None,
+                help=help_text.replace("%", "%%"),
+            )
+            continue
         choices = [p.value for p in OverflowPolicy] if isinstance(default, OverflowPolicy) else None
         # argparse %-formats help texts: a literal % in a setting's help must not be read as a format.
         parser.add_argument(
@@ -106,7 +116,7 @@ def serve(args: argparse.Namespace) -> int:
     for name in SETTING_NAMES:
         value = getattr(settings, name)
         if value is not None:
-            os.environ[env_name(name)] = str(value)
+            os.environ[env_name(name)] = format_value(value)
 
     from .http.server import Server, make_config
 

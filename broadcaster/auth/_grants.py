@@ -1,0 +1,146 @@
+"""Grants and the coverage rule: may a token subscribe to a selector, publish on a topic.
+
+A grant is a topic or a pattern, with the pattern rules of subscriptions (`*` stands
+for any run of characters, dots included). A selector (what a stream names: a topic or
+a pattern) is **covered** by a set of grants when every topic the selector can match is
+matched by some grant:
+
+| grants | selector | covered | why |
+| --- | --- | --- | --- |
+| `sensors.*` | `sensors.kitchen` | yes | the one topic is matched |
+| `sensors.*` | `sensors.kit*` | yes | every `sensors.kit...` is a `sensors....` |
+| `sensors.*` | `*` | no | `logs.app` is matched by `*`, not by the grant |
+| `sensors.*` | `sens*` | no | `sensible` is matched by `sens*`, not by the grant |
+
+The full table is in docs/security.md (and in tests/auth/test_grants.py, which checks it).
+A topic is a selector that matches itself only, so `may_publish` is the same rule.
+
+The check is exact for the union of the grants (no single grant need cover the whole
+selector): it looks for a topic that the selector matches and no grant does, walking the
+selector's and the grants' pattern automata together over the characters that matter
+(those written in the patterns, plus one that stands for every other character). The
+walk is bounded (`MAX_STATES`); past the bound the answer is "not covered", so a grant is
+never widened by its size. Topics longer than 200 characters or starting with a
+punctuation character cannot exist, but the walk does not know that: such a topic counts
+as a reason to refuse, which matters only for contrived grant lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .._topics import is_pattern, validate_selector
+
+#: Most product states the coverage walk visits before it answers "not covered".
+MAX_STATES = 20_000
+_OTHER = "\0"  # stands for every character that no pattern names (never a topic character)
+
+
+def _closure(pattern: str, states: Iterable[int]) -> frozenset[int]:
+    """Positions reachable without consuming a character: a `*` may match nothing."""
+    reached = set(states)
+    stack = list(reached)
+    while stack:
+        position = stack.pop()
+        if position < len(pattern) and pattern[position] == "*" and position + 1 not in reached:
+            reached.add(position + 1)
+            stack.append(position + 1)
+    return frozenset(reached)
+
+
+def _step(pattern: str, states: frozenset[int], char: str) -> frozenset[int]:
+    moved = set()
+    for position in states:
+        if position < len(pattern):
+            if pattern[position] == "*":
+                moved.add(position)
+            elif pattern[position] == char:
+                moved.add(position + 1)
+    return _closure(pattern, moved)
+
+
+def covers(grants: Sequence[str], selector: str) -> bool:
+    """Whether every topic that `selector` matches is matched by one of `grants` (see the module docstring)."""
+    if not grants:
+        return False
+    if selector in grants or "*" in grants:
+        return True
+    if not is_pattern(selector):
+        return any(_matches(grant, selector) for grant in grants)
+    alphabet = sorted({c for p in (selector, *grants) for c in p if c != "*"}) + [_OTHER]
+    start = (_closure(selector, [0]), tuple(_closure(g, [0]) for g in grants))
+    seen = {start}
+    frontier = [start]
+    while frontier:
+        sel_states, grant_states = frontier.pop()
+        for char in alphabet:
+            sel_next = _step(selector, sel_states, char)
+            if not sel_next:
+                continue
+            grant_next = tuple(_step(g, s, char) for g, s in zip(grants, grant_states, strict=True))
+            if len(selector) in sel_next and not any(len(g) in s for g, s in zip(grants, grant_next, strict=True)):
+                return False  # a topic the selector matches and no grant does
+            state = (sel_next, grant_next)
+            if state not in seen:
+                if len(seen) >= MAX_STATES:
+                    return False
+                seen.add(state)
+                frontier.append(state)
+    return True
+
+
+def _matches(pattern: str, topic: str) -> bool:
+    states = _closure(pattern, [0])
+    for char in topic:
+        states = _step(pattern, states, char)
+        if not states:
+            return False
+    return len(pattern) in states
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """What a token may do: the `broadcaster` claim (`subscribe`, `publish`, `admin`).
+
+    `admin` may do everything, `/metrics` included. Build from a claim with `from_claim`,
+    which raises `ValueError` naming what is malformed.
+    """
+
+    subscribe: tuple[str, ...] = ()
+    publish: tuple[str, ...] = ()
+    admin: bool = False
+
+    @classmethod
+    def from_claim(cls, claim: object) -> Grants:
+        """The grants of a token's `broadcaster` claim; a missing claim (None) grants nothing."""
+        if claim is None:
+            return cls()
+        if not isinstance(claim, dict):
+            raise ValueError("the broadcaster claim must be an object")
+        unknown = sorted(set(claim) - {"subscribe", "publish", "admin"})
+        if unknown:
+            raise ValueError(f"the broadcaster claim has unknown keys: {', '.join(unknown)}")
+        admin = claim.get("admin", False)
+        if not isinstance(admin, bool):
+            raise ValueError("broadcaster.admin must be true or false")
+        return cls(_patterns(claim, "subscribe"), _patterns(claim, "publish"), admin)
+
+    def may_subscribe(self, selector: str, anonymous: Sequence[str] = ()) -> bool:
+        """Whether a stream may name `selector`: covered by the subscribe grants and the `anonymous` patterns."""
+        return self.admin or covers((*self.subscribe, *anonymous), selector)
+
+    def may_publish(self, topic: str) -> bool:
+        return self.admin or covers(self.publish, topic)
+
+
+def _patterns(claim: dict[str, object], key: str) -> tuple[str, ...]:
+    value = claim.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"broadcaster.{key} must be a list of topics and patterns")
+    for item in value:
+        try:
+            validate_selector(item)
+        except ValueError as exc:
+            raise ValueError(f"broadcaster.{key}: {exc}") from None
+    return tuple(value)
