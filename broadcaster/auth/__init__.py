@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from ._grants import Grants, covers
 from ._keys import Keyring
-from ._tokens import CLAIM, Identity, InvalidToken, TokenVerifier, issue_token
+from ._tokens import ANONYMOUS, CLAIM, Identity, InvalidToken, TokenVerifier, issue_token
 from .redaction import install_log_redaction, redact
 
 __all__ = [
+    "ANONYMOUS",
     "CLAIM",
     "Grants",
     "Identity",

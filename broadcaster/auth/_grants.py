@@ -111,6 +111,12 @@ class Grants:
     publish: tuple[str, ...] = ()
     admin: bool = False
 
+    def adding_subscribe(self, patterns: Sequence[str]) -> Grants:
+        """These grants, and also subscribe to `patterns` (what `anonymous_subscribe` gives everyone)."""
+        if not patterns:
+            return self
+        return Grants((*self.subscribe, *(p for p in patterns if p not in self.subscribe)), self.publish, self.admin)
+
     @classmethod
     def from_claim(cls, claim: object) -> Grants:
         """The grants of a token's `broadcaster` claim; a missing claim (None) grants nothing."""
@@ -126,9 +132,9 @@ class Grants:
             raise ValueError("broadcaster.admin must be true or false")
         return cls(_patterns(claim, "subscribe"), _patterns(claim, "publish"), admin)
 
-    def may_subscribe(self, selector: str, anonymous: Sequence[str] = ()) -> bool:
-        """Whether a stream may name `selector`: covered by the subscribe grants and the `anonymous` patterns."""
-        return self.admin or covers((*self.subscribe, *anonymous), selector)
+    def may_subscribe(self, selector: str) -> bool:
+        """Whether a stream may name `selector` (a topic or a pattern): covered by the subscribe grants."""
+        return self.admin or covers(self.subscribe, selector)
 
     def may_publish(self, topic: str) -> bool:
         return self.admin or covers(self.publish, topic)

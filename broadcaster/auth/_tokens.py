@@ -32,11 +32,24 @@ class InvalidToken(BroadcasterError):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who a verified token speaks for: its `sub`, its grants, and its `exp` (Unix seconds)."""
+    """Who is asking: a verified token's `sub`, grants and `exp` (Unix seconds), or nobody in particular.
+
+    A request without a token has the identity `ANONYMOUS` (or one with the grants of
+    `anonymous_subscribe`): no subject, no expiry.
+    """
 
     subject: str | None
     grants: Grants
-    expires_at: float
+    expires_at: float | None = None
+
+    def adding_subscribe(self, patterns: Sequence[str]) -> Identity:
+        """This identity, also granted subscribe on `patterns`."""
+        grants = self.grants.adding_subscribe(patterns)
+        return self if grants is self.grants else Identity(self.subject, grants, self.expires_at)
+
+
+#: Nobody: a request without a token, on a server without `anonymous_subscribe`.
+ANONYMOUS = Identity(None, Grants())
 
 
 # PyJWT's exceptions in the order to test them (subclasses before their bases).

@@ -19,6 +19,7 @@ from .._hub import Hub
 from .errors import install_error_handlers
 from .gate import DECISION_SCOPE_KEY
 from .routes import router
+from .security.session import router as session_router
 from .streaming import StreamMonitor
 
 DESCRIPTION = """
@@ -64,4 +65,5 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(session_router)
     return app

@@ -20,6 +20,7 @@ from .._exceptions import BackendError, BackendUnavailable, HubClosed
 from .._hub import Hub
 from .._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
 from .body import media_type, read_json_event
+from .entry import decision_of
 from .errors import ClientError, error_response, response_for
 from .ingest import ingest
 from .metrics import render_metrics
@@ -182,8 +183,11 @@ async def history(
 
 @router.get("/topics", summary="Active topics")
 async def topics(request: Request) -> JSONResponse:
-    """Topics this process serves or saw, with local subscriber counts, events/s and retained counts."""
+    """Topics this process serves or saw (those the token may subscribe), with subscriber counts, rates, retained."""
     stats = await _hub(request).topic_stats()
+    identity = decision_of(request).identity  # None with auth off: every topic is shown
+    if identity is not None:
+        stats = [s for s in stats if identity.grants.may_subscribe(s.topic)]
     return JSONResponse(
         {
             "topics": [

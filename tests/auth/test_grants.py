@@ -106,8 +106,10 @@ def test_admin_may_do_everything():
 def test_anonymous_patterns_add_to_the_grants():
     grants = Grants(subscribe=("sensors.*",))
     assert not grants.may_subscribe("public.news")
-    assert grants.may_subscribe("public.news", anonymous=("public.*",))
-    assert Grants().may_subscribe("public.*", anonymous=("public.*",))
+    assert grants.adding_subscribe(["public.*"]).may_subscribe("public.news")
+    assert grants.adding_subscribe(["public.*", "sensors.*"]).subscribe == ("sensors.*", "public.*")
+    assert Grants().adding_subscribe(["public.*"]).may_subscribe("public.*")
+    assert grants.adding_subscribe([]) is grants
 
 
 @pytest.mark.parametrize(

@@ -17,37 +17,34 @@ was refused.
 
 from __future__ import annotations
 
-from ..errors import ClientError
+from ..gate import Refused
 
 ALLOW_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE"})
 ALLOW_HEADERS = frozenset({"authorization", "content-type", "last-event-id", "accept", "cache-control"})
 #: Response headers a cross-origin page may read (the simple ones are readable anyway).
-EXPOSE_HEADERS = b"Retry-After, WWW-Authenticate, Content-Disposition"
+EXPOSE_HEADERS = "Retry-After, WWW-Authenticate, Content-Disposition"
 PREFLIGHT_MAX_AGE_S = 600
 
-Headers = list[tuple[bytes, bytes]]
+Headers = tuple[tuple[str, str], ...]
 
 
-class CorsPolicy:
+class Cors:
     """The CORS answer for `origins` (the `cors_origins` setting: exact origins, or `*` alone)."""
 
     def __init__(self, origins: tuple[str, ...]) -> None:
         self.any = origins == ("*",)
         self.origins = frozenset(origins) - {"*"}
-        self._vary: Headers = [(b"vary", b"Origin")]
+        self._vary: Headers = (("Vary", "Origin"),)
         self._allowed: dict[str, Headers] = {
-            origin: [
-                (b"access-control-allow-origin", origin.encode("latin-1")),
-                (b"access-control-allow-credentials", b"true"),
-                (b"access-control-expose-headers", EXPOSE_HEADERS),
-                (b"vary", b"Origin"),
-            ]
+            origin: (
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Access-Control-Expose-Headers", EXPOSE_HEADERS),
+                ("Vary", "Origin"),
+            )
             for origin in self.origins
         }
-        self._any: Headers = [
-            (b"access-control-allow-origin", b"*"),
-            (b"access-control-expose-headers", EXPOSE_HEADERS),
-        ]
+        self._any: Headers = (("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", EXPOSE_HEADERS))
 
     @property
     def enabled(self) -> bool:
@@ -59,37 +56,30 @@ class CorsPolicy:
     def headers(self, origin: str | None) -> Headers:
         """Headers for an answer to a request from `origin` (the `Origin` header; None if it had none).
 
-        The lists are built once and shared: callers must not change them.
+        The tuples are built once per origin on the list and shared.
         """
         if self.any:
             return self._any
         if not self.origins:
-            return []
+            return ()
         if origin is None:
             return self._vary
         return self._allowed.get(origin, self._vary)
 
     def preflight(self, origin: str, method: str, request_headers: str) -> Headers:
-        """The headers of a 204 preflight answer; raises `ClientError` (403) naming what is not allowed."""
-        if not self.enabled:
-            raise ClientError(
-                403,
-                "forbidden",
-                f"cross-origin requests are not enabled on this server (cors_origins); origin {origin}",
-            )
+        """The headers of a 204 preflight answer; raises `Refused` (403) naming what is not allowed."""
         if not self.allows(origin):
-            raise ClientError(403, "forbidden", f"origin {origin} is not allowed (cors_origins)", {"Vary": "Origin"})
+            raise Refused(403, "forbidden", f"origin {origin[:100]} may not call this server (cors_origins)")
         if method.upper() not in ALLOW_METHODS:
-            message = f"method {method} is not allowed cross-origin; use {', '.join(sorted(ALLOW_METHODS))}"
-            raise ClientError(403, "forbidden", message, {"Vary": "Origin"})
+            message = f"method {method[:20]} is not allowed cross-origin; use {', '.join(sorted(ALLOW_METHODS))}"
+            raise Refused(403, "forbidden", message)
         asked = [h.strip().lower() for h in request_headers.split(",") if h.strip()]
-        refused = [h for h in asked if h not in ALLOW_HEADERS]
+        refused = [h[:40] for h in asked if h not in ALLOW_HEADERS]
         if refused:
-            message = f"request headers not allowed cross-origin: {', '.join(refused)}"
-            raise ClientError(403, "forbidden", message, {"Vary": "Origin"})
-        return [
+            raise Refused(403, "forbidden", f"request headers not allowed cross-origin: {', '.join(refused[:5])}")
+        return (
             *self.headers(origin),
-            (b"access-control-allow-methods", ", ".join(sorted(ALLOW_METHODS)).encode()),
-            (b"access-control-allow-headers", ", ".join(sorted(ALLOW_HEADERS)).encode()),
-            (b"access-control-max-age", str(PREFLIGHT_MAX_AGE_S).encode()),
-        ]
+            ("Access-Control-Allow-Methods", ", ".join(sorted(ALLOW_METHODS))),
+            ("Access-Control-Allow-Headers", ", ".join(sorted(ALLOW_HEADERS))),
+            ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE_S)),
+        )

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
-from ..errors import ClientError
+from ..gate import Refused
 
 COOKIE_NAME = "broadcaster_token"
 QUERY_PARAMETER = "access_token"
@@ -50,18 +50,22 @@ def _quotable(text: str) -> str:
     return "".join(c for c in text if c >= " " and c not in '"\\\x7f')[:200]
 
 
-def unauthorized(message: str, error: str | None = None, description: str | None = None) -> ClientError:
+#: The challenge of a request whose token expired while it was served (a streamed POST).
+EXPIRED_CHALLENGE = challenge("invalid_token", "the token is invalid: expired")
+
+
+def unauthorized(message: str, error: str | None = None, description: str | None = None) -> Refused:
     """401 `unauthorized` with its challenge: no token (plain), or a token that failed (`invalid_token`)."""
-    return ClientError(401, "unauthorized", message, challenge(error, description))
+    return Refused(401, "unauthorized", message, challenge(error, description))
 
 
-def forbidden(message: str, description: str) -> ClientError:
+def forbidden(message: str, description: str) -> Refused:
     """403 `forbidden`: a valid token whose grants do not cover what was asked (`insufficient_scope`)."""
-    return ClientError(403, "forbidden", message, challenge("insufficient_scope", description))
+    return Refused(403, "forbidden", message, challenge("insufficient_scope", description))
 
 
 def find_credential(scope: Scope, *, query_tokens: bool) -> Credential | None:
-    """The request's token, by the order above; raises `ClientError` (401) for a refused query token."""
+    """The request's token, by the order above; raises `Refused` (401) for a refused query token."""
     cookie_header = None
     for name, value in scope.get("headers", ()):
         if name == b"authorization":

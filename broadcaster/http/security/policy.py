@@ -1,206 +1,173 @@
-"""The access policy: what each request needs, decided once from its scope, before any lane runs.
+"""The gate's access policies: CORS first, then identity and grants (see `http/gate.py` for the interface).
 
-| request | needs (auth on) |
+What each request needs with auth on, by the gate's `Action`:
+
+| action | needs |
 | --- | --- |
-| `GET/HEAD /topics/{topic}/events`, `/events?topic=...` | subscribe grants covering each selector (or anonymous) |
-| `GET/HEAD /topics/{topic}/history` | a subscribe grant covering the topic (or `anonymous_subscribe`) |
-| `POST /topics/{topic}/events` (every body kind) | a publish grant matching the topic |
-| `GET /topics` | nothing; the list shows only what the token may subscribe (`visible`) |
-| `GET /metrics` | `admin` (or `metrics_public`) |
-| `/healthz`, `/readyz`, `/docs`, `/openapi.json`, `/auth/session`, `/ui` | nothing |
-| any other path | `admin` (a route nobody listed here is closed, not open) |
+| `SUBSCRIBE` (single-, multi-topic and pattern streams, SSE and NDJSON) | subscribe grants covering every selector |
+| `HISTORY` | a subscribe grant covering the topic |
+| `PUBLISH` (single JSON, streamed NDJSON/text, multipart) | a publish grant matching the topic |
+| `TOPICS` | nothing; the handler shows only what the identity may subscribe |
+| `METRICS` | `admin` (or `metrics_public`) |
+| `HEALTH`, `DOCS`, `STATIC` | nothing |
+| `POST /auth/session` | a valid token as `Authorization: Bearer` (it becomes the cookie) |
+| `OTHER` | nothing: no route serves it (404 or 405); a test checks that every route has an action |
 
-Any method of a listed path that the table does not name needs nothing: no route serves
-it, and the app answers 405. With auth off every request is admitted; CORS applies
-either way. `AccessPolicy.admit` is the one function the gate calls: it returns an
-`Admission` (who, the CORS headers, the token's expiry as the deadline a stream or a
-streamed body honours, or a preflight's answer) or raises `ClientError` (401/403, with
-the CORS headers so the page can read it) or `InvalidTopic` (422).
+A request without a token is `ANONYMOUS`, with the subscribe grants of
+`anonymous_subscribe`; a token's grants get those too. A token that was sent and
+fails is refused (401) even where no token is needed, except on `HEALTH`, `DOCS` and
+`STATIC`, which never read it. The admitted decision carries the identity (the FastAPI
+lane's handlers read it with `entry.decision_of`) and, for a token, a `Deadline` at its
+`exp`: a stream then ends with `TOKEN_EXPIRED`, a streamed POST stops reading.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
-
-from starlette.types import Scope
+from starlette.responses import Response
 
 from ..._config import Settings
+from ..._event import Control
 from ..._topics import validate_selector, validate_topic
-from ...auth import Grants, Identity, InvalidToken, Keyring, TokenVerifier
-from ..errors import ClientError
-from .cors import CorsPolicy, Headers
+from ...auth import ANONYMOUS, Identity, InvalidToken, Keyring, TokenVerifier
+from ..errors import error_kind
+from ..gate import Action, Deadline, Decision, GateRequest, Refused
+from .cors import Cors
 from .credentials import Credential, find_credential, forbidden, unauthorized
 
-NO_GRANTS = Grants()
+#: The stream's fault control message (issue 16 renames it; this is the one place that names it here).
+FAULT_CONTROL = "error"
+TOKEN_EXPIRED_REASON = "token_expired"
+TOKEN_EXPIRED = Control(FAULT_CONTROL, {"reason": TOKEN_EXPIRED_REASON})
+SESSION_PATH = "/auth/session"
+
+_OPEN = frozenset({Action.HEALTH, Action.DOCS, Action.STATIC})
 _READ = frozenset({"GET", "HEAD"})
-_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-_OPEN_PREFIXES = ("/auth/session", "/ui")
 
 
-class Need(enum.Enum):
-    """What a request needs from the token."""
+class CorsPolicy:
+    """CORS headers on every answer to an allowed origin, and preflights answered in the gate."""
 
-    NOTHING = "nothing"
-    LIST = "list"  # nothing, but the answer depends on the identity (a bad token is still refused)
-    SUBSCRIBE = "subscribe"
-    PUBLISH = "publish"
-    METRICS = "metrics"
-    ADMIN = "admin"
+    def __init__(self, cors: Cors) -> None:
+        self.cors = cors
 
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """The gate's decision for one admitted request."""
-
-    identity: Identity | None = None
-    #: Headers every answer to this request carries (CORS); shared lists, not to be changed.
-    headers: Headers = field(default_factory=list)
-    #: Unix seconds: a stream ends and a streamed body stops being read here (the token's `exp`).
-    expires_at: float | None = None
-    #: A preflight's answer (status 204 and these headers): answer it, run no route.
-    preflight: Headers | None = None
+    async def admit(self, request: GateRequest, decision: Decision) -> Decision:
+        headers = request.headers
+        origin = headers.get("origin")
+        if request.method == "OPTIONS" and origin is not None:
+            asked = headers.get("access-control-request-method")
+            if asked is not None:
+                allowed = self.cors.preflight(origin, asked, headers.get("access-control-request-headers", ""))
+                return decision.adding(response=Response(status_code=204, headers=dict(allowed)))
+        extra = self.cors.headers(origin)
+        return decision.adding(headers=extra) if extra else decision
 
 
-def requirement(method: str, path: str, query: bytes) -> tuple[Need, list[str]]:
-    """What a request needs, and the topics or selectors it names (patterns only on `/events`)."""
-    if path == "/events":
-        if method in _READ:
-            topics = [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if k == "topic"]
-            for selector in topics:
-                validate_selector(selector)
-            return Need.SUBSCRIBE, list(dict.fromkeys(topics))
-        return Need.NOTHING, []
-    if path == "/topics":
-        return (Need.LIST if method in _READ else Need.NOTHING), []
-    if path.startswith("/topics/"):
-        topic, _, rest = path[len("/topics/") :].partition("/")
-        if rest in ("events", "history") and method in _READ | {"POST"}:
-            validate_topic(topic)
-        if topic and rest == "events":
-            if method in _READ:
-                return Need.SUBSCRIBE, [topic]
-            return (Need.PUBLISH if method == "POST" else Need.NOTHING), [topic]
-        if topic and rest == "history":
-            return (Need.SUBSCRIBE if method in _READ else Need.NOTHING), [topic]
-        return Need.ADMIN, []
-    if path == "/metrics":
-        return (Need.METRICS if method in _READ else Need.NOTHING), []
-    if path in _OPEN_PATHS or any(path == p or path.startswith(p + "/") for p in _OPEN_PREFIXES):
-        return Need.NOTHING, []
-    return Need.ADMIN, []
+class AuthPolicy:
+    """Who is asking (the token, verified once) and whether the grants cover what is asked.
 
+    Raises `ConfigError` at construction for a bad key.
+    """
 
-class AccessPolicy:
-    """Access control and CORS for `settings`; raises `ConfigError` at construction for a bad key."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.enabled = settings.auth_enabled
-        self.verifier = (
-            TokenVerifier(Keyring.from_settings(settings), audience=settings.auth_audience, issuer=settings.auth_issuer)
-            if self.enabled
-            else None
+    def __init__(self, settings: Settings, cors: Cors) -> None:
+        self.verifier = TokenVerifier(
+            Keyring.from_settings(settings), audience=settings.auth_audience, issuer=settings.auth_issuer
         )
-        self.anonymous: tuple[str, ...] = settings.anonymous_subscribe
+        self.anonymous = ANONYMOUS.adding_subscribe(settings.anonymous_subscribe)
+        self.patterns = settings.anonymous_subscribe
         self.query_tokens = settings.auth_query_token
         self.metrics_public = settings.metrics_public
-        self.cors = CorsPolicy(settings.cors_origins)
+        self.cors = cors
 
-    def admit(self, scope: Scope) -> Admission:
-        """Decide one request from its ASGI scope (see the module docstring)."""
-        origin = _header(scope, b"origin")
-        method: str = scope.get("method", "GET")
-        cors = self.cors.headers(origin)
-        try:
-            if method == "OPTIONS" and origin is not None:
-                asked = _header(scope, b"access-control-request-method")
-                if asked is not None:
-                    headers = _header(scope, b"access-control-request-headers") or ""
-                    return Admission(headers=cors, preflight=self.cors.preflight(origin, asked, headers))
-            if not self.enabled:
-                return Admission(headers=cors)
-            need, names = requirement(method, scope["path"], scope.get("query_string", b""))
-            if need is Need.NOTHING:
-                return Admission(headers=cors)
-            credential = find_credential(scope, query_tokens=self.query_tokens)
-            identity = self.verify(credential)
-            if credential is not None and credential.source == "cookie" and method not in _READ:
-                self._check_cookie_origin(scope, origin)
-            self._authorize(need, names, identity)
-        except ClientError as refusal:
-            raise _with_headers(refusal, cors) from None
-        return Admission(identity, cors, identity.expires_at if identity is not None else None)
+    async def admit(self, request: GateRequest, decision: Decision) -> Decision:
+        action = request.action
+        if action in _OPEN:
+            return decision
+        if action is Action.OTHER:
+            if request.path == SESSION_PATH and request.method == "POST":
+                return self._session(request, decision)
+            return decision
+        credential = find_credential(request.scope, query_tokens=self.query_tokens)
+        identity = self.identify(credential)
+        if credential is not None and credential.source == "cookie" and request.method not in _READ:
+            self._check_cookie_origin(request)
+        self._authorize(request, identity)
+        if identity.expires_at is None:
+            return decision.adding(identity=identity)
+        return decision.adding(identity=identity, deadline=Deadline(identity.expires_at, TOKEN_EXPIRED))
 
-    def visible(self, identity: Identity | None, topic: str) -> bool:
-        """Whether `/topics` shows `topic` to `identity`: everything with auth off or for `admin`."""
-        if not self.enabled:
-            return True
-        grants = identity.grants if identity is not None else NO_GRANTS
-        return grants.may_subscribe(topic, self.anonymous)
-
-    def verify(self, credential: Credential | None) -> Identity | None:
-        """The identity of `credential` (None for None); raises `ClientError` (401, invalid_token)."""
+    def identify(self, credential: Credential | None) -> Identity:
+        """The identity of `credential` (`anonymous` for None); raises `Refused` (401, invalid_token)."""
         if credential is None:
-            return None
-        assert self.verifier is not None
+            return self.anonymous
         try:
-            return self.verifier.verify(credential.token)
+            identity = self.verifier.verify(credential.token)
         except InvalidToken as exc:
             raise unauthorized(str(exc), "invalid_token", f"the token is invalid: {exc.reason}") from None
+        return identity.adding_subscribe(self.patterns)
 
-    def _authorize(self, need: Need, names: Sequence[str], identity: Identity | None) -> None:
-        grants = identity.grants if identity is not None else NO_GRANTS
-        if need is Need.SUBSCRIBE:
-            for selector in names:
-                if not grants.may_subscribe(selector, self.anonymous):
+    def _session(self, request: GateRequest, decision: Decision) -> Decision:
+        credential = find_credential(request.scope, query_tokens=False)
+        if credential is None or credential.source != "bearer":
+            raise unauthorized("send the token to keep as a cookie in the header Authorization: Bearer <token>")
+        return decision.adding(identity=self.identify(credential))
+
+    def _authorize(self, request: GateRequest, identity: Identity) -> None:
+        action, grants = request.action, identity.grants
+        if action is Action.SUBSCRIBE or action is Action.HISTORY:
+            patterns = request.path == "/events"
+            for selector in request.topics:
+                _validate(selector, patterns)
+                if not grants.may_subscribe(selector):
                     self._refuse(identity, "subscribe to", selector)
-        elif need is Need.PUBLISH:
-            for topic in names:
+        elif action is Action.PUBLISH:
+            for topic in request.topics:
+                _validate(topic, False)
                 if not grants.may_publish(topic):
                     self._refuse(identity, "publish on", topic)
-        elif need is Need.METRICS:
-            if not (self.metrics_public or grants.admin):
-                self._refuse(identity, "read", "/metrics", what="an admin token (or metrics_public)")
-        elif need is Need.ADMIN and not grants.admin:
-            self._refuse(identity, "use", "this path", what="an admin token")
+        elif action is Action.METRICS and not (self.metrics_public or grants.admin):
+            self._refuse(identity, "read", "/metrics", needs="an admin token (or the setting metrics_public)")
 
-    def _refuse(self, identity: Identity | None, action: str, name: str, what: str = "") -> None:
-        if identity is None:
-            needed = what or "a token that grants it"
+    @staticmethod
+    def _refuse(identity: Identity, action: str, name: str, needs: str = "") -> None:
+        if identity.expires_at is None:  # no token was sent
             raise unauthorized(
-                f"a token is needed to {action} {name}: {needed}, sent as Authorization: Bearer <token> "
-                "(or the broadcaster_token cookie from POST /auth/session)"
+                f"a token is needed to {action} {name}: send {needs or 'a token that grants it'} as "
+                "Authorization: Bearer <token> (or the broadcaster_token cookie from POST /auth/session)"
             )
-        needed = what or "a grant covering it"
-        raise forbidden(f"the token may not {action} {name}: that needs {needed}", f"may not {action} {name}")
+        needs = needs or "a grant that covers it"
+        raise forbidden(f"the token may not {action} {name}: that needs {needs}", f"may not {action} {name}")
 
-    def _check_cookie_origin(self, scope: Scope, origin: str | None) -> None:
-        """A cookie rides along on same-site requests from any port or subdomain: a write needs a trusted page."""
+    def _check_cookie_origin(self, request: GateRequest) -> None:
+        """The cookie rides along from every page of the same site (any port, any subdomain): a write
+        with it must come from this server's own origin or from one in `cors_origins`."""
+        origin = request.headers.get("origin")
         if origin is None or self.cors.allows(origin):
             return
-        host = _header(scope, b"host")
-        if host is not None and origin == f"{scope.get('scheme', 'http')}://{host}":
+        host = request.headers.get("host")
+        if host is not None and origin == f"{request.scope.get('scheme', 'http')}://{host}":
             return
-        raise ClientError(
-            403,
-            "forbidden",
-            f"a write with the session cookie from the page at {origin[:100]} is refused: that origin is not "
-            "this server's nor in cors_origins",
+        message = (
+            f"a write with the session cookie from the page at {origin[:100]} is refused: that origin is neither "
+            "this server's nor in cors_origins"
         )
+        raise Refused(403, "forbidden", message)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+def _validate(name: str, patterns: bool) -> None:
+    """Names go into refusals and headers: refuse an invalid one here, answered as the error table says."""
+    try:
+        (validate_selector if patterns else validate_topic)(name)
+    except ValueError as exc:
+        kind = error_kind(exc)
+        raise Refused(kind.status, kind.code, str(exc)) from None
 
 
-def _with_headers(refusal: ClientError, headers: Headers) -> ClientError:
-    if not headers:
-        return refusal
-    merged = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
-    merged.update(refusal.headers or {})
-    return ClientError(refusal.status, refusal.code, refusal.message, merged)
+def policies_for_security(settings: Settings) -> list[CorsPolicy | AuthPolicy]:
+    """The security policies for `settings`, in the order the gate runs them (none with both off)."""
+    cors = Cors(settings.cors_origins)
+    policies: list[CorsPolicy | AuthPolicy] = []
+    if cors.enabled:
+        policies.append(CorsPolicy(cors))
+    if settings.auth_enabled:
+        policies.append(AuthPolicy(settings, cors))
+    return policies

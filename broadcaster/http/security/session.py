@@ -1,12 +1,13 @@
 """`POST /auth/session` and `DELETE /auth/session`: the cookie that lets `EventSource` send a token.
 
 A page cannot give `EventSource` an `Authorization` header. It POSTs its token once as
-a Bearer header; the answer (204) sets the `broadcaster_token` cookie: `HttpOnly` (no
-script reads it back), `SameSite=Strict`, `Path=/`, `Secure` when the request came over
-HTTPS, and `Max-Age` equal to the token's remaining life, so the browser drops the
-cookie when the token expires. The browser then sends it with every request to this
-server, `EventSource`'s reconnects included. `DELETE` clears it. With auth off both
-answer 204 and set nothing, so one page works against either kind of server.
+a Bearer header; the gate verifies it (`AuthPolicy`), and the answer (204) sets the
+`broadcaster_token` cookie: `HttpOnly` (no script reads it back), `SameSite=Strict`,
+`Path=/`, `Secure` when the request came over HTTPS, and `Max-Age` equal to the
+token's remaining life, so the browser drops the cookie when the token expires. The
+browser then sends it with every request to this server, `EventSource`'s reconnects
+included. `DELETE` clears it. With auth off both answer 204 and set nothing, so one
+page works against either kind of server.
 """
 
 from __future__ import annotations
@@ -16,15 +17,10 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from .credentials import COOKIE_NAME, find_credential, unauthorized
-from .policy import AccessPolicy
+from ..entry import decision_of
+from .credentials import COOKIE_NAME, find_credential
 
 router = APIRouter()
-
-
-def _policy(request: Request) -> AccessPolicy:
-    policy: AccessPolicy = request.app.state.policy
-    return policy
 
 
 def session_cookie(token: str, max_age: int, *, secure: bool) -> str:
@@ -42,15 +38,11 @@ def session_cookie(token: str, max_age: int, *, secure: bool) -> str:
     responses={204: {"description": "the broadcaster_token cookie is set"}, 401: {"description": "no valid token"}},
 )
 async def create_session(request: Request) -> Response:
-    """Verify the `Authorization: Bearer` token and set it as the `broadcaster_token` cookie (for EventSource)."""
-    policy = _policy(request)
-    if not policy.enabled:
-        return Response(status_code=204)  # auth off: every request is admitted, no cookie needed
+    """Keep the verified `Authorization: Bearer` token as the `broadcaster_token` cookie (for EventSource)."""
+    identity = decision_of(request).identity
     credential = find_credential(request.scope, query_tokens=False)
-    if credential is None or credential.source != "bearer":
-        raise unauthorized("send the token to store as Authorization: Bearer <token>")
-    identity = policy.verify(credential)
-    assert identity is not None
+    if identity is None or identity.expires_at is None or credential is None:
+        return Response(status_code=204)  # auth off: every request is admitted, no cookie is needed
     remaining = max(1, math.floor(identity.expires_at - time.time()))
     cookie = session_cookie(credential.token, remaining, secure=request.url.scheme == "https")
     return Response(status_code=204, headers={"Set-Cookie": cookie, "Cache-Control": "no-store"})
