@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -65,14 +65,13 @@ def install_log_redaction(secrets: Iterable[str | bytes | None] = ()) -> None:
 
 
 def _scrub(record: logging.LogRecord) -> None:
-    try:
-        message = record.getMessage()
-    except Exception:  # a malformed call: logging reports it when the record is emitted
-        message = None
-    if message is not None:
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+    # Scrub the message and each argument apart, keeping their shapes: some formatters read
+    # `record.args` themselves (uvicorn's access log unpacks a tuple of five).
+    record.msg = _scrub_value(record.msg)
+    if isinstance(record.args, tuple):
+        record.args = tuple(_scrub_value(arg) for arg in record.args)
+    elif isinstance(record.args, Mapping):
+        record.args = {key: _scrub_value(value) for key, value in record.args.items()}
     if record.exc_info and record.exc_info[0] is not None:
         text = logging.Formatter().formatException(record.exc_info)
         clean = redact(text)
@@ -81,3 +80,12 @@ def _scrub(record: logging.LogRecord) -> None:
             record.exc_info, record.exc_text = None, clean
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
+
+
+def _scrub_value(value: Any) -> Any:
+    """`value` itself if nothing in its text is secret, else its redacted text."""
+    if value is None or isinstance(value, int | float):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    clean = redact(text)
+    return value if clean == text else clean
