@@ -10,7 +10,7 @@ What each request needs with auth on, by the gate's `Action`:
 | `TOPICS` | nothing; the handler shows only what the identity may subscribe |
 | `METRICS` | `admin` (or `metrics_public`) |
 | `HEALTH`, `DOCS`, `STATIC` | nothing |
-| `POST /auth/session` | a valid token as `Authorization: Bearer` (it becomes the cookie) |
+| `AUTH`: `POST /auth/session` | a valid token as `Authorization: Bearer` (it becomes the cookie) |
 | `OTHER` | nothing: no route serves it (404 or 405); a test checks that every route has an action |
 
 A request without a token is `ANONYMOUS`, with the subscribe grants of
@@ -82,9 +82,11 @@ class AuthPolicy:
         action = request.action
         if action in _OPEN:
             return decision
-        if action is Action.OTHER:
+        if action is Action.AUTH:
             if request.path == SESSION_PATH and request.method == "POST":
                 return self._session(request, decision)
+            return decision  # DELETE /auth/session clears a cookie: it needs nothing
+        if action is Action.OTHER:
             return decision
         credential = find_credential(request.scope, query_tokens=self.query_tokens)
         identity = self.identify(credential)
