@@ -19,6 +19,9 @@ from ._keys import HMAC_ALGORITHM, Key, Keyring
 
 #: Longest token read, in characters: a bound on the work one request can ask for.
 MAX_TOKEN_CHARS = 8192
+#: Verified tokens remembered (exact bytes, signature included), so that a publisher that sends the
+#: same token with every POST costs one verification, not one per request.
+MAX_CACHED_TOKENS = 1024
 CLAIM = "broadcaster"
 
 
@@ -82,8 +85,22 @@ class TokenVerifier:
         self.issuer = issuer
         required = ["exp"] + (["aud"] if audience else []) + (["iss"] if issuer else [])
         self._jwt = jwt.PyJWT({"require": required})
+        self._verified: dict[str, Identity] = {}
 
     def verify(self, token: str) -> Identity:
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at is not None and known.expires_at <= time.time():
+                del self._verified[token]
+                raise InvalidToken("expired")
+            return known
+        identity = self._verify(token)
+        if len(self._verified) >= MAX_CACHED_TOKENS:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = identity
+        return identity
+
+    def _verify(self, token: str) -> Identity:
         if len(token) > MAX_TOKEN_CHARS:
             raise InvalidToken("malformed", f"longer than {MAX_TOKEN_CHARS} characters")
         try:

@@ -127,3 +127,16 @@ def test_anonymous_patterns_add_to_the_grants():
 def test_malformed_claims_are_refused_naming_the_problem(claim, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         Grants.from_claim(claim)
+
+
+def test_coverage_check_is_bounded_for_pathological_patterns():
+    """A client's selector cannot buy unbounded CPU; a grant that covers alone is found quickly even so."""
+    import time
+
+    grants = ["*a*b*c*d*e*f*g*h*i*j*k*l*", "*b*c*d*e*f*g*h*i*j*k*l*m*", "*c*d*e*f*g*h*i*j*k*l*m*n*"]
+    started = time.process_time()
+    assert covers(grants, "*a*b*c*d*e*f*g*h*i*j*k*l*m*n*o*p*q*r*s*t*u*v*w*x*y*z*")  # the first grant covers it
+    assert not covers(grants, "*a*b*c*d*e*f*g*h*")  # "abcdefgh" is matched by no grant
+    many = [f"*{c}*{c}*{c}*" for c in "abcdefghijklmnopqrstuvwxyz"]
+    assert not covers(many, "*" + "*".join("abcdefghijklmnopqrstuvwxyz") + "*")  # bounded: refused, not hung
+    assert time.process_time() - started < 2.0

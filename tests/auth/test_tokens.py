@@ -168,3 +168,15 @@ def test_small_rsa_and_other_curves_are_refused(tmp_path):
     p384.write_bytes(ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(*pem))
     with pytest.raises(ConfigError, match="ES256 needs P-256"):
         Keyring.from_settings(Settings(auth_public_key=str(p384)))
+
+
+def test_a_verified_token_is_remembered_until_its_expiry(monkeypatch):
+    check = verifier(auth_secret=SECRET)
+    token = hs256(publish=["a"], ttl_s=60)
+    first = check.verify(token)
+    assert check.verify(token) is first  # no second verification for the same bytes
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert reason(check, tampered) == "bad signature"  # a different token is verified on its own
+    assert first.expires_at is not None
+    monkeypatch.setattr(time, "time", lambda: first.expires_at + 1)
+    assert reason(check, token) == "expired"  # a remembered token still expires

@@ -243,3 +243,20 @@ def test_stream_ends_at_the_tokens_exp_with_token_expired_and_resumes_with_a_fre
         resumed = client.get("/topics/exp.t/events", params={"format": "ndjson", "max_events": 1}, headers=fresh)
     lines = [orjson.loads(line) for line in resumed.text.splitlines()]
     assert [line["id"] for line in lines if "data" in line] == [missed]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/docs", "/openapi.json"])
+def test_health_and_docs_stay_open_without_and_with_a_bad_token(servers, path):
+    for token in (None, "garbage", bad_tokens(servers.pair)["expired"][0]):
+        assert send(servers, "GET", path, {}, token).status_code == 200
+
+
+def test_session_route_over_the_socket(servers):
+    assert send(servers, "POST", "/auth/session", {}, None).status_code == 401
+    for token, reason in bad_tokens(servers.pair).values():
+        refused = send(servers, "POST", "/auth/session", {}, token)
+        assert refused.status_code == 401 and reason in error_of(refused)["message"]
+    token = hs256(subscribe=["s.*"], **good())
+    created = send(servers, "POST", "/auth/session", {}, token)
+    assert created.status_code == 204 and created.headers["set-cookie"].startswith(f"broadcaster_token={token};")
+    servers.client.cookies.clear()

@@ -76,6 +76,7 @@ class AuthPolicy:
         self.patterns = settings.anonymous_subscribe
         self.query_tokens = settings.auth_query_token
         self.metrics_public = settings.metrics_public
+        self.max_selectors = settings.max_topics_per_stream
         self.cors = cors
 
     async def admit(self, request: GateRequest, decision: Decision) -> Decision:
@@ -117,6 +118,9 @@ class AuthPolicy:
         action, grants = request.action, identity.grants
         if action is Action.SUBSCRIBE or action is Action.HISTORY:
             patterns = request.path == "/events"
+            if len(request.topics) > self.max_selectors:  # before any coverage walk: bounded work per request
+                message = f"a stream may name at most {self.max_selectors} topics, got {len(request.topics)}"
+                raise Refused(422, "invalid_parameter", message)
             for selector in request.topics:
                 _validate(selector, patterns)
                 if not grants.may_subscribe(selector):
