@@ -17,6 +17,7 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
+from ...auth import Identity
 from ..entry import decision_of
 from .credentials import COOKIE_NAME, find_credential
 
@@ -41,7 +42,7 @@ async def create_session(request: Request) -> Response:
     """Keep the verified `Authorization: Bearer` token as the `broadcaster_token` cookie (for EventSource)."""
     identity = decision_of(request).identity
     credential = find_credential(request.scope, query_tokens=False)
-    if identity is None or identity.expires_at is None or credential is None:
+    if not isinstance(identity, Identity) or identity.expires_at is None or credential is None:
         return Response(status_code=204)  # auth off: every request is admitted, no cookie is needed
     remaining = max(1, math.floor(identity.expires_at - time.time()))
     cookie = session_cookie(credential.token, remaining, secure=request.url.scheme == "https")
