@@ -235,9 +235,9 @@ def test_stream_ends_at_the_tokens_exp_with_token_expired_and_resumes_with_a_fre
         ended = time.time()
         assert exp - 0.1 <= ended <= exp + 1.0, (exp, ended)  # within a second of exp
         if fmt == "ndjson":
-            assert orjson.loads(text.splitlines()[-1]) == {"control": "error", "reason": "token_expired"}
+            assert orjson.loads(text.splitlines()[-1]) == {"control": "fault", "reason": "token_expired"}
         else:
-            assert text.endswith('event: error\ndata: {"control":"error","reason":"token_expired"}\n\n')
+            assert text.endswith('event: fault\ndata: {"control":"fault","reason":"token_expired"}\n\n')
         missed = client.post("/topics/exp.t/events", json={"n": 1}, headers=publisher).json()["id"]
         fresh = {"Authorization": f"Bearer {hs256(subscribe=['exp.t'], **good())}", "Last-Event-ID": first}
         resumed = client.get("/topics/exp.t/events", params={"format": "ndjson", "max_events": 1}, headers=fresh)

@@ -66,8 +66,8 @@ session().then(() => {
   source.onopen = () => { log.opens++; };
   source.onmessage = (e) => log.events.push({id: e.lastEventId, n: JSON.parse(e.data).n});
   source.addEventListener("live", (e) => log.lives.push(JSON.parse(e.data)));
+  source.onerror = () => { if (source.readyState === 2) log.failures.push("gave up"); };  // e.g. a 401 on reconnect
   source.addEventListener("FAULT", (e) => {
-    if (!e.data) { if (source.readyState === 2) log.failures.push("closed"); return; }  // a connection error
     if (JSON.parse(e.data).reason === "token_expired") { log.expired++; session(); }  // fresh cookie, then reconnect
   });
 });

@@ -35,7 +35,7 @@ from .cors import Cors
 from .credentials import Credential, find_credential, forbidden, unauthorized
 
 #: The stream's fault control message (issue 16 renames it; this is the one place that names it here).
-FAULT_CONTROL = "error"
+FAULT_CONTROL = "fault"
 TOKEN_EXPIRED_REASON = "token_expired"
 TOKEN_EXPIRED = Control(FAULT_CONTROL, {"reason": TOKEN_EXPIRED_REASON})
 SESSION_PATH = "/auth/session"

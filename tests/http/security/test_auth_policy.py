@@ -229,5 +229,5 @@ async def test_token_expiry_is_the_streams_deadline(client_factory, auth_setting
     async with client_factory(auth_settings()) as client:
         response = await client.get("/topics/x/events", headers=bearer(token))  # ends by itself at exp
     assert response.status_code == 200
-    assert response.text.strip().splitlines()[-1] == '{"control":"error","reason":"token_expired"}'
+    assert response.text.strip().splitlines()[-1] == '{"control":"fault","reason":"token_expired"}'
     assert time.monotonic() - started < 3.5
