@@ -84,6 +84,16 @@ def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                 help=help_text.replace("%", "%%"),
             )
             continue
+        if isinstance(default, tuple):  # a list: comma-separated, and the flag may be repeated
+            parser.add_argument(
+                flag_name(name),
+                dest=name,
+                action="append",
+                default=None,
+                metavar="A,B",
+                help=help_text.replace("%", "%%"),
+            )
+            continue
         choices = [p.value for p in OverflowPolicy] if isinstance(default, OverflowPolicy) else None
         # argparse %-formats help texts: a literal % in a setting's help must not be read as a format.
         parser.add_argument(
@@ -106,6 +116,8 @@ def setting_values(
     values = env_values(list(names), environ)
     for name in names:
         raw = getattr(args, name, None)
+        if isinstance(raw, list):  # a repeated list flag
+            raw = ",".join(raw)
         if raw is not None:
             values[name] = parse_value(name, raw, flag_name(name))
     return values

@@ -111,3 +111,13 @@ def test_serve_on_a_non_loopback_address_with_auth_off_prints_the_warning():
     assert "anyone who can reach it may publish and subscribe" in result.stderr
     with_auth = run_cli("serve", "--host", "192.0.2.1", "--port", str(free_port()), BROADCASTER_AUTH_SECRET=SECRET)
     assert "access control: on (HS256)" in with_auth.stderr and "warning: access control is off" not in with_auth.stderr
+
+
+def test_list_flags_take_commas_and_may_be_repeated(tmp_path):
+    """`--cors-origins a,b --cors-origins c` is three origins (a second flag never drops the first silently)."""
+    from broadcaster.cli import _settings_from_args, build_parser
+
+    args = build_parser().parse_args(
+        ["serve", "--cors-origins", "https://a.example,https://b.example", "--cors-origins", "https://c.example"]
+    )
+    assert _settings_from_args(args).cors_origins == ("https://a.example", "https://b.example", "https://c.example")
