@@ -113,11 +113,12 @@ def test_serve_on_a_non_loopback_address_with_auth_off_prints_the_warning():
     assert "access control: on (HS256)" in with_auth.stderr and "warning: access control is off" not in with_auth.stderr
 
 
-def test_list_flags_take_commas_and_may_be_repeated(tmp_path):
+def test_list_flags_take_commas_and_may_be_repeated():
     """`--cors-origins a,b --cors-origins c` is three origins (a second flag never drops the first silently)."""
-    from broadcaster.cli import _settings_from_args, build_parser
+    from broadcaster.cli import SETTING_NAMES, build_parser, setting_values
 
     args = build_parser().parse_args(
         ["serve", "--cors-origins", "https://a.example,https://b.example", "--cors-origins", "https://c.example"]
     )
-    assert _settings_from_args(args).cors_origins == ("https://a.example", "https://b.example", "https://c.example")
+    values = setting_values(args, SETTING_NAMES, environ={})
+    assert values["cors_origins"] == ("https://a.example", "https://b.example", "https://c.example")

@@ -36,7 +36,10 @@ def test_a_secret_or_a_key_turns_auth_on(tmp_path):
         ({"auth_audience": "dash"}, "auth_audience needs auth on"),
         ({"auth_issuer": "https://id"}, "auth_issuer needs auth on"),
         ({"auth_query_token": True}, "auth_query_token needs auth on"),
-        ({"auth_secret": SECRET, "anonymous_subscribe": "bad topic*"}, "anonymous_subscribe: topic pattern"),
+        (
+            {"auth_secret": SECRET, "anonymous_subscribe": "bad topic*"},
+            "anonymous_subscribe has an invalid entry: topic pattern",
+        ),
     ],
     ids=["secret-and-file", "previous-alone", "anonymous", "audience", "issuer", "query", "bad-pattern"],
 )
