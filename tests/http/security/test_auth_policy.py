@@ -45,15 +45,16 @@ async def test_no_token_is_401_with_the_plain_challenge(client_factory, auth_set
 
 
 @pytest.mark.parametrize(
-    ("token", "reason"),
+    ("make", "reason"),
     [
-        (hs256("some-other-secret-0123456789-abcdefghij"), "bad signature"),
-        (hs256(ttl_s=-10), "expired"),
-        ("not-a-token", "malformed"),
+        (lambda: hs256("some-other-secret-0123456789-abcdefghij"), "bad signature"),
+        (lambda: hs256(ttl_s=-10), "expired"),
+        (lambda: "not-a-token", "malformed"),
     ],
     ids=["bad-signature", "expired", "garbage"],
 )
-async def test_failed_token_is_401_invalid_token_naming_the_reason(client_factory, auth_settings, token, reason):
+async def test_failed_token_is_401_invalid_token_naming_the_reason(client_factory, auth_settings, make, reason):
+    token = make()
     async with client_factory(auth_settings()) as client:
         response = await client.post("/topics/a/events", json=1, headers=bearer(token))
     status, code, message = error(response)
