@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._exceptions import ConfigError
+from ._topics import validate_selector
 from ._types import OverflowPolicy
 
 ENV_PREFIX = "BROADCASTER_"
@@ -35,13 +37,17 @@ DEFAULT_MAX_TOPICS_PER_STREAM = 64
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
 DEFAULT_REDIS_PREFIX = "broadcaster:"
 
+_LIST_FIELDS = ("auth_public_key", "anonymous_subscribe", "cors_origins")
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+\Z")
+
 
 #: A rule for one setting's value: None if it holds, else what is wrong ("must be at least 1, got 0").
 Check = Callable[[Any], str | None]
 
 
-def _setting(default: Any, help: str, check: Check | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "check": check})
+def _setting(default: Any, help: str, check: Check | None = None, *, secret: bool = False) -> Any:
+    # A secret stays out of the dataclass repr, so a logged Settings never shows it.
+    return field(default=default, metadata={"help": help, "check": check}, repr=not secret)
 
 
 def _at_least(low: float, high: float = math.inf) -> Check:
@@ -71,6 +77,45 @@ def _redis_url(value: Any) -> str | None:
     if value is None or value.startswith(("redis://", "rediss://", "unix://")):
         return None
     return f"must start with redis://, rediss:// or unix://, got {value!r}"
+
+
+def _selectors(value: Any) -> str | None:
+    for pattern in _as_list(value):
+        try:
+            validate_selector(pattern)
+        except ValueError as exc:
+            return f"has an invalid entry: {exc}"
+    return None
+
+
+def _origins(value: Any) -> str | None:
+    origins = _as_list(value)
+    for origin in origins:
+        if origin != "*" and _ORIGIN_RE.match(origin) is None:
+            return (
+                f"has {origin[:80]!r}, which is not an origin: scheme://host[:port], no path "
+                "(e.g. https://dash.example.com)"
+            )
+    if "*" in origins and len(origins) > 1:
+        return "has * and more: * allows every origin; list origins or give * alone"
+    return None
+
+
+def _as_list(value: str | Iterable[str]) -> tuple[str, ...]:
+    """A list setting from a comma-separated string (flag, variable) or any iterable of strings."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def format_value(value: object) -> str:
+    """A setting's value as its flag or variable would spell it (the inverse of `parse_value`)."""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, OverflowPolicy):
+        return value.value
+    return str(value)
 
 
 def _log_level(value: Any) -> str | None:
@@ -128,8 +173,33 @@ class Settings:
     )
     redis_prefix: str = _setting(DEFAULT_REDIS_PREFIX, "prefix of every Redis key and channel")
     log_level: str = _setting("info", "log level: debug, info, warning, error", _log_level)
+    # Access control (docs/security.md). Any key turns it on; off, everyone may publish and subscribe.
+    auth_secret: str | None = _setting(
+        None, "HS256 secret of the tokens (at least 32 bytes); turns auth on", secret=True
+    )
+    auth_secret_file: str | None = _setting(None, "file holding the HS256 secret (instead of --auth-secret)")
+    auth_previous_secret: str | None = _setting(
+        None, "HS256 secret still accepted after a rotation (tokens it signed stay valid)", secret=True
+    )
+    auth_public_key: tuple[str, ...] = _setting(
+        (), "PEM public key files of the tokens (RS256, ES256 or EdDSA), comma-separated; turns auth on"
+    )
+    auth_audience: str | None = _setting(None, "the `aud` a token must carry (checked when set)")
+    auth_issuer: str | None = _setting(None, "the `iss` a token must carry (checked when set)")
+    anonymous_subscribe: tuple[str, ...] = _setting(
+        (), "topics and patterns anyone may subscribe to without a token, comma-separated", _selectors
+    )
+    auth_query_token: bool = _setting(False, "accept the token as ?access_token= (it then appears in URLs)")
+    metrics_public: bool = _setting(False, "serve /metrics without an admin token")
+    cors_origins: tuple[str, ...] = _setting(
+        (),
+        "origins whose pages may call the API, comma-separated, exact (https://dash.example.com); * any, no cookies",
+        _origins,
+    )
 
     def __post_init__(self) -> None:
+        for name in _LIST_FIELDS:
+            object.__setattr__(self, name, _as_list(getattr(self, name)))
         try:
             object.__setattr__(self, "overflow", OverflowPolicy(self.overflow))
         except ValueError:
@@ -151,6 +221,23 @@ class Settings:
                 "workers > 1 needs a Redis URL (--redis-url or BROADCASTER_REDIS_URL): "
                 "the in-memory backend cannot share events between processes"
             )
+        self._check_auth()
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether access control is on: a secret or a public key is configured."""
+        return bool(self.auth_secret or self.auth_secret_file or self.auth_public_key)
+
+    def _check_auth(self) -> None:
+        if self.auth_secret and self.auth_secret_file:
+            raise ConfigError("set auth_secret or auth_secret_file, not both")
+        if self.auth_previous_secret and not (self.auth_secret or self.auth_secret_file):
+            raise ConfigError("auth_previous_secret needs the current secret too (auth_secret or auth_secret_file)")
+        if not self.auth_enabled:
+            # Each of these would look like a restriction while everything is open: say so.
+            for name in ("anonymous_subscribe", "auth_audience", "auth_issuer", "auth_query_token"):
+                if getattr(self, name):
+                    raise ConfigError(f"{name} needs auth on: set auth_secret, auth_secret_file or auth_public_key")
 
     @property
     def backend_url(self) -> str:
@@ -208,6 +295,8 @@ def parse_value(name: str, raw: str, source: str | None = None) -> Any:
     try:
         if isinstance(default, bool):
             value = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, tuple):
+            value = _as_list(raw)
         elif isinstance(default, OverflowPolicy):
             value = OverflowPolicy(raw)
         elif isinstance(default, int):
@@ -238,6 +327,6 @@ def settings_markdown() -> str:
     """The README's settings table, generated from the fields (a test keeps the README in sync)."""
     rows = ["| flag | environment variable | default | meaning |", "| --- | --- | --- | --- |"]
     for f in setting_fields():
-        default = "unset" if f.default is None else f"`{f.default}`"
+        default = "unset" if f.default is None else "empty" if f.default == () else f"`{format_value(f.default)}`"
         rows.append(f"| `{flag_name(f.name)}` | `{env_name(f.name)}` | {default} | {f.metadata['help']} |")
     return "\n".join(rows)

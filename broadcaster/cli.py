@@ -8,6 +8,7 @@ running server (`--url`, or `BROADCASTER_URL`, default http://127.0.0.1:8000).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ import httpx
 import orjson
 
 from . import __version__
-from ._config import Settings, env_name, env_values, flag_name, parse_value, setting_fields
+from ._config import Settings, env_name, env_values, flag_name, format_value, parse_value, setting_fields
 from ._exceptions import ConfigError
 from ._redact import redact_url
 from ._types import OverflowPolicy
@@ -72,8 +73,28 @@ def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     fields = {f.name: f for f in setting_fields()}
     for name in names:
         default = fields[name].default
-        shown = default if default is not None else "unset"
+        shown = "unset" if default is None else "empty" if default == () else format_value(default)
         help_text = f"{fields[name].metadata['help']} (env {env_name(name)}; default {shown})"
+        if isinstance(default, bool):  # a switch: present means on (the variable takes true/false)
+            parser.add_argument(
+                flag_name(name),
+                dest=name,
+                action="store_const",
+                const="true",
+                default=None,
+                help=help_text.replace("%", "%%"),
+            )
+            continue
+        if isinstance(default, tuple):  # a list: comma-separated, and the flag may be repeated
+            parser.add_argument(
+                flag_name(name),
+                dest=name,
+                action="append",
+                default=None,
+                metavar="A,B",
+                help=help_text.replace("%", "%%"),
+            )
+            continue
         choices = [p.value for p in OverflowPolicy] if isinstance(default, OverflowPolicy) else None
         # argparse %-formats help texts: a literal % in a setting's help must not be read as a format.
         parser.add_argument(
@@ -96,6 +117,8 @@ def setting_values(
     values = env_values(list(names), environ)
     for name in names:
         raw = getattr(args, name, None)
+        if isinstance(raw, list):  # a repeated list flag
+            raw = ",".join(raw)
         if raw is not None:
             values[name] = parse_value(name, raw, flag_name(name))
     return values
@@ -107,11 +130,16 @@ def serve(args: argparse.Namespace) -> int:
     for name in SETTING_NAMES:
         value = getattr(settings, name)
         if value is not None:
-            os.environ[env_name(name)] = str(value)
+            os.environ[env_name(name)] = format_value(value)
 
     from .http.server import Server, make_config
 
     config = make_config(settings)
+    access = "off"
+    if settings.auth_enabled:
+        from .auth import Keyring
+
+        access = "on (" + ", ".join(Keyring.from_settings(settings).algorithms) + ")"  # a bad key: exit 2 now
     backend = (
         "redis (" + redact_url(settings.redis_url) + ")"
         if settings.redis_url
@@ -119,10 +147,13 @@ def serve(args: argparse.Namespace) -> int:
     )
     print(
         f"broadcaster {__version__} serving on http://{settings.host}:{settings.port} "
-        f"with {settings.workers} worker(s), backend: {backend}",
+        f"with {settings.workers} worker(s), backend: {backend}, access control: {access}",
         file=sys.stderr,
         flush=True,
     )
+    warning = exposure_warning(settings)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if settings.workers > 1:
         from .http.supervisor import run_workers
 
@@ -135,12 +166,36 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def exposure_warning(settings: Settings) -> str | None:
+    """The warning for a server that anyone on the network may use: auth off on a non-loopback address."""
+    if settings.auth_enabled or _is_loopback(settings.host):
+        return None
+    return (
+        f"access control is off and the server listens on {settings.host}: anyone who can reach it may publish "
+        "and subscribe. Set --auth-secret (or --auth-public-key) to require tokens; see docs/security.md"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 def _exit_after_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
 def _base_url(args: argparse.Namespace) -> str:
     return str(args.url or os.environ.get("BROADCASTER_URL") or DEFAULT_URL).rstrip("/")
+
+
+def _auth_headers(args: argparse.Namespace) -> dict[str, str]:
+    token = args.token or os.environ.get("BROADCASTER_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _explain_http_error(response: httpx.Response) -> str:
@@ -165,7 +220,11 @@ def publish(args: argparse.Namespace) -> int:
     params = {"type": args.type} if args.type else None
     try:
         response = httpx.post(
-            url, content=text.encode(), params=params, headers={"Content-Type": "application/json"}, timeout=10
+            url,
+            content=text.encode(),
+            params=params,
+            headers={"Content-Type": "application/json", **_auth_headers(args)},
+            timeout=10,
         )
     except httpx.HTTPError as exc:
         print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
@@ -214,6 +273,50 @@ def tail(args: argparse.Namespace) -> int:
     return 0
 
 
+TOKEN_HELP = "a token for a server with access control (env BROADCASTER_TOKEN); see broadcaster token"
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> float:
+    """`90s`, `30m`, `1h`, `7d` or a number of seconds; raises `ConfigError`."""
+    unit = _TTL_UNITS.get(text[-1:].lower())
+    try:
+        value = float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        raise ConfigError(f"--ttl: {text!r} is not a duration (90s, 30m, 1h, 7d or seconds)") from None
+    if not 0 < value < 10 * 365 * 86400:
+        raise ConfigError(f"--ttl must be positive and under 10 years, got {text!r}")
+    return value
+
+
+def token(args: argparse.Namespace) -> int:
+    from .auth import Keyring, issue_token
+
+    settings = Settings(**setting_values(args, SETTING_NAMES))
+    secret = Keyring.from_settings(settings).signing_secret
+    if secret is None:
+        raise ConfigError(
+            "broadcaster token signs with the HS256 secret: set --auth-secret, --auth-secret-file "
+            "or BROADCASTER_AUTH_SECRET (a server with only public keys gets its tokens from their issuer)"
+        )
+    ttl_s = parse_ttl(args.ttl)
+    try:
+        printed = issue_token(
+            secret,
+            subscribe=args.subscribe,
+            publish=args.publish,
+            admin=args.admin,
+            ttl_s=ttl_s,
+            subject=args.sub,
+            audience=settings.auth_audience,
+            issuer=settings.auth_issuer,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(printed)
+    return 0
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="broadcaster", description="Real-time stream broadcaster (SSE and NDJSON).")
     parser.add_argument("--version", action="version", version=f"broadcaster {__version__}")
@@ -228,6 +331,7 @@ def build_parser() -> ArgumentParser:
     pub.add_argument("json", help="the event data as JSON ('-' reads it from stdin)")
     pub.add_argument("--type", help="event type (SSE event name); default message")
     pub.add_argument("--url", help=f"server URL (env BROADCASTER_URL; default {DEFAULT_URL})")
+    pub.add_argument("--token", help=TOKEN_HELP)
     pub.set_defaults(func=publish)
 
     tail_parser = commands.add_parser("tail", help="follow topics", description="Print events of topics as they come.")
@@ -238,8 +342,26 @@ def build_parser() -> ArgumentParser:
     tail_parser.add_argument(
         "--from-id", "--last-event-id", dest="from_id", metavar="ID", help="resume after this event id"
     )
-    tail_parser.add_argument("--token", help="bearer token (env BROADCASTER_TOKEN)")
+    tail_parser.add_argument("--token", help=TOKEN_HELP)
     tail_parser.set_defaults(func=tail)
+
+    token_parser = commands.add_parser(
+        "token",
+        help="print a signed token",
+        description="Print a token signed with the configured HS256 secret (for development and scripts).",
+    )
+    grant = "topics or patterns with * the token may {} (repeatable)"
+    token_parser.add_argument(
+        "--subscribe", nargs="+", action="extend", default=[], metavar="PATTERN", help=grant.format("subscribe to")
+    )
+    token_parser.add_argument(
+        "--publish", nargs="+", action="extend", default=[], metavar="PATTERN", help=grant.format("publish on")
+    )
+    token_parser.add_argument("--admin", action="store_true", help="may do everything, /metrics included")
+    token_parser.add_argument("--ttl", default="1h", help="lifetime: 90s, 30m, 1h, 7d or seconds (default 1h)")
+    token_parser.add_argument("--sub", help="the token's subject (who it is for)")
+    add_setting_flags(token_parser, SETTING_NAMES)  # the secret, audience and issuer come as for serve
+    token_parser.set_defaults(func=token)
     return parser
 
 

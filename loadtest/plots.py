@@ -71,6 +71,9 @@ def plot(scenario: str, records: list[dict[str, Any]], path: Path) -> Path | Non
             rows = {t: [r for r in rs if bool(r.get("with_slow")) == with_slow] for t, rs in by_target.items()}
             _bars(ax, rows, ["p50_ms", "p99_ms", "rss_growth_mb"], "ms / MB")
             ax.set_title("with 10 never-reading subscribers" if with_slow else "without them")
+    elif scenario == "efficiency":
+        fig, ax = plt.subplots(figsize=(8, 5))
+        _bars(ax, by_target, ["server_us_per_delivery"], "server CPU us per delivery")
     elif scenario == "ingest":
         fig, ax = plt.subplots(figsize=(8, 5))
         _bars(ax, by_target, ["events_per_s"], "accepted events/s (one streamed POST)")

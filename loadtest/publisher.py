@@ -48,10 +48,20 @@ class Publisher:
     which subscribers tolerate (a late seq fills its hole instead of counting as a dup).
     """
 
-    def __init__(self, host: str, port: int, topic: str, *, size: int, connections: int = 8) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topic: str,
+        *,
+        size: int,
+        connections: int = 8,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.host, self.port, self.size = host, port, size
         self.n = connections
-        self.prefix = request_head("POST", host, port, f"/topics/{topic}/events", {"Content-Type": "application/json"})
+        wanted = {"Content-Type": "application/json", **(headers or {})}
+        self.prefix = request_head("POST", host, port, f"/topics/{topic}/events", wanted)
         self.prefix = self.prefix[:-2]  # Content-Length goes last
         self.sent = 0
         self._next = 0
@@ -134,6 +144,7 @@ async def stream_ndjson(
     duration_s: float,
     batch: int = 500,
     tick: Callable[[int], None] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> IngestResult:
     """POST one chunked ``application/x-ndjson`` body of events as fast as the server takes them.
 
@@ -145,7 +156,7 @@ async def stream_ndjson(
         host,
         port,
         f"/topics/{topic}/events",
-        {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked"},
+        {"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked", **(headers or {})},
     )
     loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_connection(host, port)

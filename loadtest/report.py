@@ -91,6 +91,13 @@ def headline(scenario: str, recs: list[dict[str, Any]]) -> dict[str, float | Non
             "with_redis_us_per_delivery_at_100": _at_rate(recs, 100, "total_us_per_delivery"),
             "p99_ms_at_100": _at_rate(recs, 100, "p99_ms"),
         }
+    if scenario == "efficiency":
+        return {
+            "server_us_per_delivery": med("server_us_per_delivery"),
+            "deliveries_per_s": med("deliveries_per_s"),
+            "p99_ms": med("p99_ms"),
+            "loss": med("loss"),
+        }
     if scenario in ("latency", "smoke"):
         return {"p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"), "loss": med("loss"), "dups": med("dups")}
     if scenario == "idle":
@@ -169,7 +176,9 @@ def summary(scenario: str, records: list[dict[str, Any]]) -> str:
         parts.append(table(["target", *names], [[t, *[h.get(n) for n in names]] for t, h in heads.items()]))
     ratios = []
     for mine in [t for t in heads if t.startswith("broadcaster")]:
-        for other in [t for t in heads if not t.startswith("broadcaster")]:
+        # The same server with access control on against off (efficiency runs both side by side).
+        others = ["broadcaster"] if mine == "broadcaster-auth" and "broadcaster" in heads else []
+        for other in others + [t for t in heads if not t.startswith("broadcaster")]:
             row: list[Any] = [f"{mine}/{other}"]
             for n in names:
                 a, b = heads[mine].get(n), heads[other].get(n)

@@ -45,12 +45,15 @@ DEFAULTS: dict[str, Options] = {
     "slow": Options(100, 60.0, (100,), 4096, slow=10),
     "ingest": Options(1, 10.0, (), 200, max_events=2_000_000),
     "smoke": Options(20, 3.0, (50,), 200, formats=("sse", "ndjson")),
+    "efficiency": Options(1000, 10.0, (100,), 200),
 }
 
 # Which concrete targets a --target family name means in each scenario.
 VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "latency": {"broadcaster": ("broadcaster-redis",), "nchan": ("nchan-redis",)},
     "ingest": {"broadcaster": ("broadcaster", "broadcaster-redis"), "nchan": ()},
+    # Access control's cost per delivery: the same load with auth off and on, interleaved run by run.
+    "efficiency": {"broadcaster": ("broadcaster", "broadcaster-auth")},
 }
 
 
@@ -84,7 +87,7 @@ async def _streaming(ctx: Context, spec: targets.TargetSpec, opts: Options, *, p
             async with _pool(tgt, topic, ctx, opts, gen_cpus) as pool:
                 ctx.progress.status = status_line(pool, tgt, "connecting")
                 await pool.connect(opts.subscribers, timeout_s=120, tick=ctx.progress.show)
-                pub = Publisher(tgt.host, tgt.port, topic, size=opts.size)
+                pub = Publisher(tgt.host, tgt.port, topic, size=opts.size, headers=tgt.headers)
                 ctx.progress.status = status_line(pool, tgt, "warm-up")
                 warm = await warmup(pool, pub)
                 info = await pool.info()
@@ -115,6 +118,11 @@ async def fanout(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
 
 async def latency(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
     """Steady rate to N subscribers, Redis backend; the latency percentiles are the result."""
+    await _streaming(ctx, spec, opts, pin=ctx.pin, stop_saturated=False)
+
+
+async def efficiency(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
+    """One steady rate (100 events/s to 1000 subscribers: 100 000 deliveries/s), pinned: server CPU per delivery."""
     await _streaming(ctx, spec, opts, pin=ctx.pin, stop_saturated=False)
 
 
@@ -152,7 +160,9 @@ async def idle(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
                     else None,
                 })  # fmt: skip
             # Prove the connections were real subscriptions: one event must reach them all.
-            warm = await warmup(pool, Publisher(tgt.host, tgt.port, topic, size=opts.size), timeout_s=60)
+            warm = await warmup(
+                pool, Publisher(tgt.host, tgt.port, topic, size=opts.size, headers=tgt.headers), timeout_s=60
+            )
             rss = procstat.rss_bytes(procstat.tree(tgt.pid))
             conns = pool.totals()["connected"]
             ctx.emit({
@@ -170,7 +180,7 @@ async def slow_consumers(ctx: Context, spec: targets.TargetSpec, opts: Options) 
             async with _pool(tgt, topic, ctx, opts, None) as pool:
                 ctx.progress.status = status_line(pool, tgt, f"slow={with_slow}")
                 await pool.connect(opts.subscribers, timeout_s=60, tick=ctx.progress.show)
-                pub = Publisher(tgt.host, tgt.port, topic, size=opts.size)
+                pub = Publisher(tgt.host, tgt.port, topic, size=opts.size, headers=tgt.headers)
                 await warmup(pool, pub)
                 req = sub_request(tgt, topic, "sse")
                 socks = await slow.open_slow(tgt.host, tgt.port, req, opts.slow) if with_slow else []
@@ -214,7 +224,7 @@ async def ingest(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
     async with targets.start(spec, ctx.logdir, extra_args=ctx.extra_args) as tgt:
         async with _pool(tgt, topic, ctx, opts, None) as pool:
             await pool.connect(opts.subscribers, timeout_s=60)
-            await warmup(pool, Publisher(tgt.host, tgt.port, topic, size=opts.size))
+            await warmup(pool, Publisher(tgt.host, tgt.port, topic, size=opts.size, headers=tgt.headers))
             sent = 0
 
             def tick(n: int) -> None:
@@ -227,7 +237,7 @@ async def ingest(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
             s0, r0 = procstat.sample([tgt.pid]), procstat.sample(redis)
             res = await stream_ndjson(
                 tgt.host, tgt.port, topic, size=opts.size, max_events=opts.max_events,
-                duration_s=opts.duration_s, tick=tick,
+                duration_s=opts.duration_s, tick=tick, headers=tgt.headers,
             )  # fmt: skip
             s1, r1 = procstat.sample([tgt.pid]), procstat.sample(redis)
             await _settled(pool)
@@ -270,5 +280,6 @@ SCENARIOS: dict[str, Callable[[Context, targets.TargetSpec, Options], Awaitable[
     "idle": idle,
     "slow": slow_consumers,
     "ingest": ingest,
+    "efficiency": efficiency,
     "smoke": smoke,
 }

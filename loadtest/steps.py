@@ -56,9 +56,10 @@ def pinning(pin: bool) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
 def sub_request(tgt: Running, topic: str, fmt: str) -> bytes:
     """The raw GET that opens one SSE or NDJSON stream."""
     if fmt == "sse":
-        return request_head("GET", tgt.host, tgt.port, f"/topics/{topic}/events", {"Accept": "text/event-stream"})
+        headers = {"Accept": "text/event-stream", **tgt.headers}
+        return request_head("GET", tgt.host, tgt.port, f"/topics/{topic}/events", headers)
     path = f"/topics/{topic}/events?format=ndjson"
-    return request_head("GET", tgt.host, tgt.port, path, {"Accept": "application/x-ndjson"})
+    return request_head("GET", tgt.host, tgt.port, path, {"Accept": "application/x-ndjson", **tgt.headers})
 
 
 def latency_ms(lat: bytes) -> dict[str, float]:

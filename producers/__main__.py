@@ -58,6 +58,11 @@ def build_parser() -> ArgumentParser:
     common.add_argument(
         "--retry-for-s", type=float, default=DEFAULT_RETRY_FOR_S, help="give up after this long without progress"
     )
+    common.add_argument(
+        "--token",
+        default=os.environ.get("BROADCASTER_TOKEN"),
+        help="token for a server with access control (env BROADCASTER_TOKEN); unused by redis:// targets",
+    )
     common.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     server = common.add_argument_group(
         "server settings",
@@ -124,6 +129,9 @@ def make_target(args: argparse.Namespace, settings: dict[str, Any]) -> Target:
     }
     if kind == "redis":
         options.update({option: settings[name] for name, option in _REDIS_SETTINGS.items()})
+    elif args.token:
+        # Redis has no HTTP access control: access to Redis is the credential there (docs/security.md).
+        options["token"] = args.token
     return target_from_url(url, **options)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -42,7 +42,11 @@ class HttpTarget(Target):
     """Publish to a broadcaster server over HTTP: `async with HttpTarget("http://127.0.0.1:8000") as target:`.
 
     `target.publish(topic, data)` buffers; see `Target` for the buffer, overflow and
-    retry options. Raises `TargetConfigError` for a URL that is not http(s).
+    retry options. `token` (a string, or a function returning the current one) is sent as
+    `Authorization: Bearer` with every POST to a server with access control; with a
+    function, a POST refused with 401 (the token expired mid-stream) is sent again with
+    the next token, from the line the server's report says it stopped at. Raises
+    `TargetConfigError` for a URL that is not http(s).
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class HttpTarget(Target):
         url: str,
         *,
         headers: Mapping[str, str] | None = None,
+        token: str | Callable[[], str] | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_post_lines: int = DEFAULT_MAX_POST_LINES,
         max_post_bytes: int = DEFAULT_MAX_POST_BYTES,
@@ -64,6 +69,7 @@ class HttpTarget(Target):
         self.url = url.rstrip("/")
         self.name = f"HttpTarget({safe_url(self.url)})"
         self.headers = dict(headers or {})
+        self.token = token
         self.timeout_s = timeout_s
         self.max_post_lines = max_post_lines
         self.max_post_bytes = max_post_bytes
@@ -96,7 +102,7 @@ class HttpTarget(Target):
         while True:
             try:
                 response = await client.post(
-                    f"/topics/{topic}/events", params=params, content=self._body(topic, sent), headers=_NDJSON
+                    f"/topics/{topic}/events", params=params, content=self._body(topic, sent), headers=self._headers()
                 )
             except httpx.TransportError as exc:
                 await backoff.wait(f"cannot reach {where}: {type(exc).__name__}: {str(exc) or 'no detail'}")
@@ -115,10 +121,14 @@ class HttpTarget(Target):
                 continue
             if status == 413 and acked:
                 continue  # the server's body limit: send the rest in a new POST
-            if status in RETRY_STATUSES:
+            if status in RETRY_STATUSES or (status == 401 and callable(self.token)):
                 await backoff.wait(f"{where} answered {status}: {message}")
                 continue
             raise TargetRejected(f"{where} refused the events for topic {topic!r}: {status} {message}")
+
+    def _headers(self) -> dict[str, str]:
+        token = self.token() if callable(self.token) else self.token
+        return {**_NDJSON, "Authorization": f"Bearer {token}"} if token else _NDJSON
 
     async def _body(self, topic: str, sent: list[bytes]) -> AsyncIterator[bytes]:
         batch = self.batch

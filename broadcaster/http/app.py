@@ -19,6 +19,7 @@ from .._hub import Hub
 from .errors import install_error_handlers
 from .gate import DECISION_SCOPE_KEY
 from .routes import router
+from .security.session import router as session_router
 from .streaming import StreamMonitor
 from .ui import router as ui_router
 
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(ui_router)
+    app.include_router(session_router)
     return app

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -38,7 +39,9 @@ from .._event import Event
 from .._exceptions import BackendError, HubClosed, InvalidLine
 from .._hub import Hub
 from .._lines import Line, LineSplitter, line_rule
+from .entry import decision_of
 from .errors import ClientError, error_response, response_for
+from .security.credentials import EXPIRED_CHALLENGE
 from .uploads import END_OF_FILE, FileField, MultipartParseError, boundary_of
 
 logger = logging.getLogger(__name__)
@@ -59,17 +62,30 @@ class _Stop(ClientError):
 
 
 class _Body:
-    """`request.stream()`, cut at `limit` bytes: the part before the limit is yielded, then `truncated` is set."""
+    """`request.stream()`, cut at `limit` bytes: the part before the limit is yielded, then `truncated` is set.
 
-    def __init__(self, request: Request, limit: int) -> None:
+    It is cut at `expires_at` (Unix seconds: the gate's deadline, a token's `exp`) too, even
+    while no bytes come: then `expired` is set as well, and nothing after that is read.
+    """
+
+    def __init__(self, request: Request, limit: int, expires_at: float | None = None) -> None:
         self.request = request
         self.limit = limit
+        self.expires_at = expires_at
         self.received = 0
         self.truncated = False
+        self.expired = False
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         async with contextlib.aclosing(self.request.stream()) as stream:
-            async for chunk in stream:
+            while True:
+                try:
+                    chunk = await self._next(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    self.truncated = self.expired = True
+                    return
                 room = self.limit - self.received
                 self.received += len(chunk)
                 if len(chunk) > room:
@@ -79,6 +95,16 @@ class _Body:
                     return
                 if chunk:
                     yield chunk
+
+    async def _next(self, stream: AsyncGenerator[bytes, None]) -> bytes:
+        if self.expires_at is None:
+            return await anext(stream)
+        # Checked before each read too: a body whose bytes keep coming never waits, so never times out.
+        remaining = self.expires_at - time.time()
+        if remaining <= 0:
+            raise TimeoutError
+        async with asyncio.timeout(remaining):
+            return await anext(stream)
 
 
 class _Ingest:
@@ -212,7 +238,8 @@ async def ingest(request: Request, hub: Hub, topic: str, event_type: str, kind: 
             "(one JSON value per line), text/plain (one event per line) or multipart/form-data with a file field",
         )
     job = _Ingest(hub, topic, event_type, text=kind == TEXT_TYPE, max_event_bytes=settings.max_event_bytes)
-    body = _Body(request, settings.max_body_bytes)
+    deadline = decision_of(request).deadline
+    body = _Body(request, settings.max_body_bytes, deadline.at if deadline is not None else None)
     try:
         if kind == MULTIPART_TYPE:
             await _read_upload(job, body, boundary)
@@ -248,6 +275,13 @@ async def ingest(request: Request, hub: Hub, topic: str, event_type: str, kind: 
         return response_for(stop, report=job.report())
     finally:
         await job.abandon()
+    if body.expired:
+        job.truncated = True
+        message = (
+            f"the token expired while the body was read: lines up to line {job.lines} were read, "
+            f"send the rest from line {job.lines + 1} with a fresh token"
+        )
+        return error_response(401, "unauthorized", message, EXPIRED_CHALLENGE, report=job.report())
     if body.truncated:
         job.truncated = True
         limit = settings.max_body_bytes

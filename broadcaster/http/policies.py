@@ -9,9 +9,15 @@ the interface (`Policy`, `Decision`, `Refused`).
 from __future__ import annotations
 
 from .._config import Settings
+from ..auth import install_log_redaction
 from .gate import Policy
+from .security import policies_for_security
 
 
 def policies_for(settings: Settings) -> list[Policy]:
-    """The gate's policies for `settings`; none yet: every request is admitted."""
-    return []
+    """The gate's policies for `settings`: CORS, then access control (each only when configured).
+
+    Also makes sure that no token, cookie or configured secret reaches this process's log.
+    """
+    install_log_redaction([settings.auth_secret, settings.auth_previous_secret])
+    return [*policies_for_security(settings)]

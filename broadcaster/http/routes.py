@@ -19,7 +19,9 @@ from .._event import Control, parse_id
 from .._exceptions import BackendError, BackendUnavailable, HubClosed
 from .._hub import Hub
 from .._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
+from ..auth import Identity
 from .body import media_type, read_json_event
+from .entry import decision_of
 from .errors import ClientError, error_response, response_for
 from .ingest import ingest
 from .metrics import render_metrics
@@ -182,8 +184,11 @@ async def history(
 
 @router.get("/topics", summary="Active topics")
 async def topics(request: Request) -> JSONResponse:
-    """Topics this process serves or saw, with local subscriber counts, events/s and retained counts."""
+    """Topics this process serves or saw (those the token may subscribe), with subscriber counts, rates, retained."""
     stats = await _hub(request).topic_stats()
+    identity = decision_of(request).identity
+    if isinstance(identity, Identity):  # access control is on: only what the identity may subscribe
+        stats = [s for s in stats if identity.grants.may_subscribe(s.topic)]
     return JSONResponse(
         {
             "topics": [

@@ -177,11 +177,6 @@ async def _broadcaster_token(*grants: str, ttl_s: int) -> str:
     return out.decode().strip()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs access control (issue 11: --auth-secret, `broadcaster token`), not on main yet; "
-    "it passes against the auth branch (run there by hand); remove this mark when issue 11 lands",
-)
 async def test_tokens_callable_against_the_real_access_control_401_then_token_expired_no_loss():
     server = ProcessServer("--auth-secret", SECRET, "--heartbeat-s", "0.5")
     try:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import httpx
 
@@ -23,15 +24,15 @@ from .waiting import eventually_sync
 class ThreadServer:
     """Our uvicorn `Server` running `ServerApp` in a thread with its own event loop, on 127.0.0.1:<free port>.
 
-    `app` is the FastAPI app inside (its state has the hub); `policies` replace the gate's.
+    `app` is the FastAPI app inside (its state has the hub); `policies` replace the gate's;
+    `config` overrides uvicorn's options (`access_log=True`).
     """
 
-    def __init__(self, settings: Settings, *, policies: Sequence[Policy] | None = None) -> None:
+    def __init__(self, settings: Settings, *, policies: Sequence[Policy] | None = None, **config: Any) -> None:
         self.settings = settings.replace(port=settings.port if settings.port != 8000 else free_port())
         self.app = create_app(self.settings)
         self.server_app = ServerApp(self.app, policies=policies)
-        config = make_config(self.settings, app=self.server_app, log_level="warning")
-        self.server = Server(config)
+        self.server = Server(make_config(self.settings, app=self.server_app, **{"log_level": "warning", **config}))
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test-server", daemon=True)
 
     @property
