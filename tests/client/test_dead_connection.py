@@ -19,7 +19,8 @@ from producers import RedisTarget
 from ..support.servers import ProcessServer
 from ..support.waiting import eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+# Each server process start takes 0.5 s here, and several seconds on a loaded machine (six engineers, two cores).
+pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(60)]
 
 HEARTBEAT_TIMEOUT_S = 1.5
 STOPPED_S = 3.5
