@@ -141,7 +141,7 @@ class Deadline:
     """When a request's admission runs out (e.g. its token's `exp`), and how a stream then ends."""
 
     at: float  # Unix time in seconds
-    end: Control  # the control message that ends a stream at `at` (e.g. an error naming token_expired)
+    end: Control  # the control message that ends a stream at `at` (e.g. a `fault` naming token_expired)
 
 
 @dataclass(frozen=True, slots=True)

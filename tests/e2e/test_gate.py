@@ -103,7 +103,7 @@ class Probe:
             raise Refused(403, "probe_refused", f"the probe refused {request.method} {request.path}")
         decision = decision.adding(identity={"sub": "probe"})
         if seconds := request.headers.get("x-probe-deadline"):
-            end = Control("error", {"reason": "token_expired"})
+            end = Control("fault", {"reason": "token_expired"})
             decision = decision.adding(deadline=Deadline(time.time() + float(seconds), end))
         return decision
 
@@ -176,6 +176,6 @@ def test_gate_deadline_ends_a_stream_with_the_gates_control_message(probed, fmt)
     assert response.status_code == 200
     assert 0.4 <= elapsed < 5, elapsed  # at the gate's deadline, well before max_duration
     if fmt == "ndjson":
-        assert orjson.loads(response.text.splitlines()[-1]) == {"control": "error", "reason": "token_expired"}
+        assert orjson.loads(response.text.splitlines()[-1]) == {"control": "fault", "reason": "token_expired"}
     else:
-        assert response.text.endswith('event: error\ndata: {"control":"error","reason":"token_expired"}\n\n')
+        assert response.text.endswith('event: fault\ndata: {"control":"fault","reason":"token_expired"}\n\n')

@@ -93,8 +93,8 @@ def test_gate_classifier_knows_every_route_of_the_app(make_settings):
 
 
 def test_gate_decision_adding_combines_what_policies_add():
-    first = Control("error", {"reason": "first"})
-    later = Control("error", {"reason": "later"})
+    first = Control("fault", {"reason": "first"})
+    later = Control("fault", {"reason": "later"})
     decision = ADMIT.adding(identity={"sub": "a"}, headers={"X-A": "1"}, deadline=Deadline(100.0, first))
     decision = decision.adding(headers=[("X-B", "2")], deadline=Deadline(200.0, later))
     assert decision.identity == {"sub": "a"}
