@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from .. import __version__
 from .._config import Settings
 from .._hub import Hub
+from .admission import start_admission
 from .errors import install_error_handlers
 from .gate import DECISION_SCOPE_KEY
 from .routes import router
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
             app.state.monitor = await stack.enter_async_context(
                 StreamMonitor(heartbeat_s=settings.heartbeat_s, send_timeout_s=settings.send_timeout_s)
             )
+            app.state.admission = start_admission(settings)
             yield
 
     app = GatedFastAPI(title="Broadcaster", version=__version__, description=DESCRIPTION, lifespan=lifespan)

@@ -20,6 +20,7 @@ from .._exceptions import BackendError, BackendUnavailable, HubClosed
 from .._hub import Hub
 from .._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
 from ..auth import Identity
+from .admission import Admission, client_key
 from .body import media_type, read_json_event
 from .entry import decision_of
 from .errors import ClientError, error_response, response_for
@@ -73,11 +74,14 @@ async def publish(
         validate_type(type)
     hub = _hub(request)
     kind = media_type(request)
+    admission: Admission = request.app.state.admission
+    client = client_key(request.scope)
     if kind in ("", "application/json"):
+        admission.admit_publish(client)
         data = await read_json_event(request, _settings(request).max_event_bytes)
         event = await hub.publish(topic, data, type)
         return JSONResponse({"id": event.id, "topic": event.topic, "ts": event.ts}, status_code=201)
-    return await ingest(request, hub, topic, type, kind)
+    return await ingest(request, hub, topic, type, kind, admission=admission, client=client)
 
 
 def _bounded(name: str, value: int | None, low: int, high: int) -> int | None:

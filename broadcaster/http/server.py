@@ -22,6 +22,7 @@ from .._config import Settings
 from .._logging import log_config
 from .app import LIVE_HUBS, create_app
 from .entry import ServerApp
+from .protocol import http_protocol
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def make_config(settings: Settings, *, app: ASGIApp | None = None, **overrides: 
         "port": settings.port,
         "workers": settings.workers,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": http_protocol(settings),
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
         "lifespan": "on",
         "log_level": settings.log_level.lower(),
         "access_log": False,
