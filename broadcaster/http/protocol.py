@@ -14,6 +14,8 @@ adds:
   or, on a kept-alive connection, from the next request's first byte): uvicorn
   has none, so a client that dribbles a byte a second (slowloris), or sends
   nothing at all, holds its socket forever;
+- a `Transfer-Encoding` other than plain `chunked` (llhttp accepts `gzip, chunked`
+  and would pass the compressed bytes on as the body): 400;
 - answers as JSON naming the problem (uvicorn's 400 is a plain-text "Invalid
   HTTP request received." without the parser's reason).
 
@@ -136,6 +138,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             raise _Refused
         if self._url_bytes + self._header_bytes > self.limits.max_head_bytes:
             self._refuse(431, "headers_too_large", self._too_large("request head"))
+            raise _Refused
+        if name.lower() == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            # llhttp takes `gzip, chunked` and would hand the app compressed bytes as if they were the body.
+            message = (
+                f"Transfer-Encoding {value[:40].decode('latin-1')!r} is not supported: send chunked or a Content-Length"
+            )
+            self._refuse(400, "unsupported_transfer_encoding", message)
             raise _Refused
         super().on_header(name, value)
 

@@ -238,5 +238,5 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> PlainTextResponse:
     monitor: StreamMonitor = request.app.state.monitor
-    text = render_metrics(_hub(request), monitor)
+    text = render_metrics(_hub(request), monitor, request.app.state.admission)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -1,0 +1,171 @@
+"""The hostile-input suite: a real server process per case, attacked the way the internet will.
+
+Every case runs `python -m broadcaster serve` as a child process (so its RSS and
+file descriptors are its own, and its log can be read), keeps a canary
+subscriber that must receive every event published during the attack, and
+ends by checking that the server logged no traceback and answered no 5xx it
+should not have. Sizes are CI-sized; `pytest tests/hostile --soak` runs the
+big numbers (docs/security.md records both). The figures each case measures
+are printed at the end of the run ("hostile-input figures") and, with
+`BROADCASTER_HOSTILE_RESULTS=path.json`, written to that file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from ..support.redis_server import free_port
+from ..support.waiting import eventually_sync
+
+pytestmark = pytest.mark.e2e
+
+#: What a server log must never contain.
+FAULT_MARKERS = ("Traceback", "Exception in ASGI application", "ERROR")
+
+_FIGURES: list[dict[str, Any]] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="hostile suite: the big numbers (minutes, run by hand)")
+
+
+@pytest.fixture(scope="session")
+def soak(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--soak", default=False))
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest, soak: bool) -> Callable[..., None]:
+    """Record a measured figure of this case: `record(what="...", value=..., unit="...")`."""
+
+    def add(**figure: Any) -> None:
+        _FIGURES.append({"case": request.node.name, "profile": "soak" if soak else "ci", **figure})
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _FIGURES:
+        return
+    terminalreporter.section("hostile-input figures")
+    for figure in _FIGURES:
+        terminalreporter.write_line(json.dumps(figure))
+    path = os.environ.get("BROADCASTER_HOSTILE_RESULTS")
+    if path:
+        Path(path).write_text(json.dumps(_FIGURES, indent=1) + "\n")
+
+
+class HostileServer:
+    """`broadcaster serve` in a child process on 127.0.0.1, its log in a file, optionally with an fd limit."""
+
+    def __init__(self, *flags: str, nofile: tuple[int, int] | None = None, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.flags = flags
+        self.nofile = nofile
+        self.env = {**os.environ, "BROADCASTER_LOG_LEVEL": "info", **(env or {})}
+        self.log_file = tempfile.NamedTemporaryFile(prefix="broadcaster-hostile-", suffix=".log", delete=False)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ps(self) -> psutil.Process:
+        assert self.process is not None
+        return psutil.Process(self.process.pid)
+
+    def rss_mb(self) -> float:
+        return float(self.ps.memory_info().rss) / 2**20
+
+    def fds(self) -> int:
+        return int(self.ps.num_fds())
+
+    def log(self) -> str:
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def start(self) -> None:
+        nofile = self.nofile
+
+        def limit() -> None:  # in the child, before exec: the limit the server starts with
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+        args = [sys.executable, "-m", "broadcaster", "serve", "--port", str(self.port), *self.flags]
+        self.process = subprocess.Popen(
+            args, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=limit
+        )
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually_sync(ready, timeout=20, what=f"hostile server on port {self.port} ready")
+
+    def stop(self) -> int:
+        process, self.process = self.process, None
+        self.log_file.close()
+        if process is None:
+            return 0
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+            raise
+        return process.returncode
+
+    def assert_no_fault_logged(self) -> None:
+        log = self.log()
+        faults = [line for line in log.splitlines() if any(marker in line for marker in FAULT_MARKERS)]
+        assert not faults, "the server logged a fault:\n" + "\n".join(faults[:20]) + "\n---\n" + log[-3000:]
+
+    def counts(self) -> dict[str, float]:
+        """The hub's and monitor's counts from /metrics (subscriptions, streams), by metric name."""
+        text = httpx.get(self.url + "/metrics", timeout=5).text
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[Callable[..., HostileServer]]:
+    """Start servers with `hostile_server(*flags, nofile=(soft, hard))`; each is checked for faults and stopped."""
+    servers: list[HostileServer] = []
+
+    def start(*flags: str, **kwargs: Any) -> HostileServer:
+        server = HostileServer(*flags, **kwargs)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    try:
+        for server in servers:
+            server.assert_no_fault_logged()
+    finally:
+        for server in servers:
+            code = server.stop()
+            assert code == 0, f"the server exited with {code}:\n{server.log()[-3000:]}"
+            Path(server.log_file.name).unlink(missing_ok=True)
