@@ -38,10 +38,17 @@ MAX_KEY_CHARS = 200
 
 
 class Refused(ClientError):
-    """A request refused by a cap: 429 or 503, with `Retry-After` in seconds."""
+    """A request refused by a cap: 429 or 503, with `Retry-After` in seconds.
 
-    def __init__(self, status: int, code: str, message: str, retry_after_s: int) -> None:
-        super().__init__(status, code, message, {"Retry-After": str(retry_after_s)})
+    A refused stream also closes its connection: a client that keeps it open
+    would hold a file descriptor past the cap that protects them.
+    """
+
+    def __init__(self, status: int, code: str, message: str, retry_after_s: int, *, close: bool = False) -> None:
+        headers = {"Retry-After": str(retry_after_s)}
+        if close:
+            headers["Connection"] = "close"
+        super().__init__(status, code, message, headers)
         self.retry_after_s = retry_after_s
 
 
@@ -72,9 +79,9 @@ class Admission:
             self.publishers = KeyedBuckets(settings.publish_rate, self.publish_burst)
         self.refused: dict[str, int] = {}
 
-    def _refuse(self, status: int, code: str, message: str, retry_after_s: int) -> Refused:
+    def _refuse(self, status: int, code: str, message: str, retry_after_s: int, *, close: bool = True) -> Refused:
         self.refused[code] = self.refused.get(code, 0) + 1
-        return Refused(status, code, message, retry_after_s)
+        return Refused(status, code, message, retry_after_s, close=close)
 
     def admit_stream(self, client: str) -> StreamTicket:
         """Count a new stream of `client`; return its ticket (release it when the stream ends) or raise `Refused`."""
@@ -105,7 +112,7 @@ class Admission:
                 f"this client publishes faster than publish_rate ({self.publishers.rate:g} events/s, "
                 f"burst {self.publish_burst}): retry after the Retry-After seconds"
             )
-            raise self._refuse(429, "rate_limited", message, max(1, math.ceil(wait)))
+            raise self._refuse(429, "rate_limited", message, max(1, math.ceil(wait)), close=False)
 
     async def pace(self, client: str, events: int) -> None:
         """Take `events` from `client`'s budget, waiting for them if need be (streamed publishes)."""
