@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+
+import orjson
 
 
 class RawStream(asyncio.Protocol):
     """A GET on a stream path over its own socket: the status, and how many event lines arrived."""
 
-    def __init__(self, request: bytes) -> None:
+    def __init__(self, request: bytes, *, measure: bool = False) -> None:
         self.request = request
+        self.measure = measure
+        self.latencies_ms: list[float] = []  # with `measure`: publish-to-receive of events carrying `sent_ns`
         self.status: int | None = None
         self.events = 0
         self.head = asyncio.get_running_loop().create_future()
@@ -27,6 +32,8 @@ class RawStream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._body:
             self.events += data.count(b'"data":')
+            if self.measure:
+                self._latencies(data)
             return
         self._buffer += data
         end = self._buffer.find(b"\r\n\r\n")
@@ -37,8 +44,17 @@ class RawStream(asyncio.Protocol):
         self._buffer = b""
         self._body = True
         self.events += rest.count(b'"data":')
+        if self.measure:
+            self._latencies(rest)
         if not self.head.done():
             self.head.set_result(self.status)
+
+    def _latencies(self, data: bytes) -> None:
+        # Each event is one NDJSON line inside the chunked body (frames never span chunks).
+        now = time.perf_counter_ns()
+        for line in data.split(b"\n"):
+            if line.startswith(b"{") and b'"sent_ns"' in line:
+                self.latencies_ms.append((now - orjson.loads(line)["data"]["sent_ns"]) / 1e6)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.head.done():
@@ -56,7 +72,7 @@ def stream_request(path: str) -> bytes:
 
 
 async def open_streams(
-    port: int, count: int, path: str, *, sources: list[str] | None = None, parallel: int = 200
+    port: int, count: int, path: str, *, sources: list[str] | None = None, parallel: int = 200, measure: bool = False
 ) -> list[RawStream]:
     """Open `count` streams (each waits for its response head), spread over `sources` local addresses."""
     loop = asyncio.get_running_loop()
@@ -66,7 +82,9 @@ async def open_streams(
     async def one(n: int) -> RawStream:
         async with gate:
             local = (sources[n % len(sources)], 0) if sources else None
-            _, stream = await loop.create_connection(lambda: RawStream(request), "127.0.0.1", port, local_addr=local)
+            _, stream = await loop.create_connection(
+                lambda: RawStream(request, measure=measure), "127.0.0.1", port, local_addr=local
+            )
             async with asyncio.timeout(30):
                 await stream.head
             return stream
@@ -78,3 +96,8 @@ def close_all(streams: list[RawStream]) -> None:
     for stream in streams:
         with contextlib.suppress(Exception):
             stream.close()
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
