@@ -12,6 +12,7 @@ are printed at the end of the run ("hostile-input figures") and, with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import resource
@@ -26,6 +27,7 @@ import httpx
 import psutil
 import pytest
 
+from ..support.canary import Canary
 from ..support.redis_server import free_port
 from ..support.waiting import eventually_sync
 
@@ -169,3 +171,29 @@ def hostile_server() -> Iterator[Callable[..., HostileServer]]:
             code = server.stop()
             assert code == 0, f"the server exited with {code}:\n{server.log()[-3000:]}"
             Path(server.log_file.name).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def module_server(request: pytest.FixtureRequest) -> Iterator[HostileServer]:
+    """One server for a module of sync (hypothesis) tests; its flags come from the module's `SERVER_FLAGS`."""
+    server = HostileServer(*getattr(request.module, "SERVER_FLAGS", ()))
+    server.start()
+    try:
+        yield server
+        server.assert_no_fault_logged()
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def module_canary(module_server: HostileServer) -> Iterator[Callable[[], None]]:
+    """The module's canary, on a loop of its own (the tests are sync); call it to publish one event."""
+    loop = asyncio.new_event_loop()
+    canary = Canary(module_server.url)
+    loop.run_until_complete(canary.__aenter__())
+    try:
+        yield lambda: loop.run_until_complete(canary.publish())
+        loop.run_until_complete(canary.verify())
+    finally:
+        loop.run_until_complete(canary.__aexit__(None, None, None))
+        loop.close()
