@@ -43,6 +43,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="hostile suite: the big numbers (minutes, run by hand)")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Each case is bounded: two minutes in the CI profile (they take 1-20 s), 25 minutes soaking.
+    limit = 1500 if config.getoption("--soak", default=False) else 120
+    for item in items:
+        if item.path.is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.timeout(limit))
+
+
 @pytest.fixture(scope="session")
 def soak(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--soak", default=False))

@@ -15,7 +15,7 @@ SOURCES = [f"127.0.0.{n}" for n in range(2, 22)]  # 20 client addresses: under t
 
 async def test_a_soft_limit_of_1024_is_raised_and_5000_streams_are_served(hostile_server, record, soak):
     raise_fd_limit()  # this process holds the client ends
-    count = 20_000 if soak else 5_000
+    count = 15_000 if soak else 5_000
     hard = count + 4096
     server = hostile_server("--admit-rate", "0", nofile=(1024, hard))
     assert f"file-descriptor limit {hard} (raised from 1024)" in server.log()
