@@ -24,7 +24,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._config import Settings
@@ -138,3 +138,41 @@ def start_admission(settings: Settings) -> Admission:
     if settings.max_streams > fd_limit:
         logger.warning("max_streams %d is above the file-descriptor limit %d", settings.max_streams, fd_limit)
     return admission
+
+
+def identity_key(identity: Any) -> str | None:
+    """The per-client key of a gate decision's identity: its `sub` (a token's subject), or itself if a string."""
+    if identity is None:
+        return None
+    sub = getattr(identity, "sub", None)
+    if sub is None and isinstance(identity, Mapping):
+        sub = identity.get("sub")
+    if sub is None and isinstance(identity, str):
+        sub = identity
+    return str(sub) if sub is not None else None
+
+
+class AdmissionPolicy:
+    """The caps as a policy of the gate (`http/gate.py`): runs after the policies that set the identity.
+
+    A stream (GET on a stream path) takes a place among the open streams, given back
+    by the decision's `on_end` when the lane is done; a single JSON publish takes one
+    event from its client's budget. Everything else passes untouched.
+    """
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission = admission
+
+    async def admit(self, request: Any, decision: Any) -> Any:
+        action = request.action.value
+        if action == "subscribe" and request.stream and request.method == "GET":
+            ticket = self.admission.admit_stream(client_key(request.scope, identity_key(decision.identity)))
+            return decision.adding(on_end=ticket.release)
+        if action == "publish" and _is_single_event(request.headers.get("content-type", "")):
+            self.admission.admit_publish(client_key(request.scope, identity_key(decision.identity)))
+        return decision
+
+
+def _is_single_event(content_type: str) -> bool:
+    """Whether a publish body is one JSON event (the default) rather than a streamed body."""
+    return content_type.split(";", 1)[0].strip().lower() in ("", "application/json")

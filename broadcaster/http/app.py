@@ -18,6 +18,7 @@ from .. import __version__
 from .._config import Settings
 from .._hub import Hub
 from .admission import start_admission
+from .body_timeout import BodyDeadline
 from .errors import install_error_handlers
 from .gate import DECISION_SCOPE_KEY
 from .openapi import exact_openapi
@@ -63,11 +64,12 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
             app.state.monitor = await stack.enter_async_context(
                 StreamMonitor(heartbeat_s=settings.heartbeat_s, send_timeout_s=settings.send_timeout_s)
             )
-            app.state.admission = start_admission(settings)
             yield
 
     app = GatedFastAPI(title="Broadcaster", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.admission = start_admission(settings)
+    app.add_middleware(BodyDeadline, timeout_s=settings.body_idle_timeout_s)
     install_error_handlers(app)
     app.openapi = functools.partial(exact_openapi, app, settings)  # type: ignore[method-assign]
     app.include_router(router)

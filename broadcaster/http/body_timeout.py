@@ -1,22 +1,23 @@
 """`body_idle_timeout_s`: a request body that stalls ends with 408 instead of holding its socket forever.
 
 uvicorn has no body timeout: a client that sends headers and then nothing, or
-a body a byte now and then, keeps its request (and a task) alive. The gate
-wraps `receive` for requests that have a body: each wait for the next piece
-of the body is bounded, and the wait that runs out raises `BodyTimeout`, a
-408 (`body_timeout`) that also closes the connection. Streamed ingest answers
-it with its report, so the sender knows which lines were published. Only the
+a body a byte now and then, keeps its request (and a task) alive. `BodyDeadline`,
+a middleware of the FastAPI app (the lane that reads every request body), wraps
+`receive` for requests that have one: each wait for the next piece of the body
+is bounded, and the wait that runs out raises `BodyTimeout`, a 408
+(`body_timeout`) that also closes the connection. Streamed ingest answers it
+with its report, so the sender knows which lines were published. Only the
 waits for the body are bounded: time the server spends elsewhere (publishing,
 or slowing a publisher down to its `publish_rate`) does not count, and once
-the body is complete `receive` is the server's own again (a stream waits on it
-for the disconnect). Requests without a body (every stream) are not wrapped.
+the body is complete `receive` is the server's own again. Requests without a
+body are not wrapped, and streams never pass this middleware.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from starlette.types import Message, Receive, Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ClientError
 
@@ -55,3 +56,16 @@ def with_body_deadline(receive: Receive, timeout_s: float) -> Receive:
         return message
 
     return receive_within
+
+
+class BodyDeadline:
+    """ASGI middleware of the framework lane (where every request body is read): `with_body_deadline`."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and has_body(scope):
+            receive = with_body_deadline(receive, self.timeout_s)
+        await self.app(scope, receive, send)
