@@ -12,7 +12,6 @@ then the stream lane or the FastAPI app) around `create_app`.
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -42,16 +41,6 @@ def create_server_app() -> ASGIApp:
     return ServerApp(create_app(Settings.from_env()))
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging setup, with our `broadcaster.*` loggers on its default handler (else INFO is lost).
-
-    They still propagate, so a root handler (pytest's caplog, an embedding application) sees them too.
-    """
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"]["broadcaster"] = {"handlers": ["default"], "level": level}
-    return config
-
-
 def make_config(settings: Settings, *, app: ASGIApp | None = None, **overrides: Any) -> uvicorn.Config:
     """uvicorn's config for `settings`: uvloop, httptools, graceful timeout; `app` defaults to the env factory."""
     options: dict[str, Any] = {
@@ -63,7 +52,6 @@ def make_config(settings: Settings, *, app: ASGIApp | None = None, **overrides: 
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "lifespan": "on",
         "log_level": settings.log_level.lower(),
-        "log_config": _log_config(settings.log_level.upper()),
         "access_log": False,
         "timeout_graceful_shutdown": settings.shutdown_grace_s,
         "factory": True,
