@@ -141,15 +141,17 @@ def start_admission(settings: Settings) -> Admission:
 
 
 def identity_key(identity: Any) -> str | None:
-    """The per-client key of a gate decision's identity: its `sub` (a token's subject), or itself if a string."""
-    if identity is None:
-        return None
-    sub = getattr(identity, "sub", None)
-    if sub is None and isinstance(identity, Mapping):
+    """The token subject of a gate decision's identity (`subject` or `sub`, or the identity itself if a string).
+
+    None for no identity or an anonymous one (no subject): the client is then its address.
+    """
+    if identity is None or isinstance(identity, str):
+        return identity or None
+    if isinstance(identity, Mapping):
         sub = identity.get("sub")
-    if sub is None and isinstance(identity, str):
-        sub = identity
-    return str(sub) if sub is not None else None
+    else:
+        sub = getattr(identity, "subject", None) or getattr(identity, "sub", None)
+    return str(sub) if sub else None
 
 
 class AdmissionPolicy:

@@ -68,3 +68,20 @@ def test_raise_fd_limit_reaches_the_hard_limit():
         assert before == min(512, hard) and now == fd_limits()[1] == fd_limits()[0]
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_identity_key_reads_a_token_subject_and_falls_back_to_none():
+    from dataclasses import dataclass
+
+    from broadcaster.http.admission import client_key, identity_key
+
+    @dataclass
+    class Identity:
+        subject: str | None
+
+    assert identity_key(Identity("alice")) == "alice"
+    assert identity_key(Identity(None)) is None  # anonymous: the address counts
+    assert identity_key({"sub": "bob"}) == "bob" and identity_key("carol") == "carol" and identity_key(None) is None
+    scope = {"client": ("10.0.0.1", 5555)}
+    assert client_key(scope, identity_key(Identity("alice"))) == "sub:alice"
+    assert client_key(scope, identity_key(Identity(None))) == "addr:10.0.0.1"
