@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import psutil
 import pytest
 
 from ..support.canary import Canary
-from ..support.redis_server import free_port
+from ..support.servers import ProcessServer
 from ..support.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
@@ -77,20 +76,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         Path(path).write_text(json.dumps(_FIGURES, indent=1) + "\n")
 
 
-class HostileServer:
+class HostileServer(ProcessServer):
     """`broadcaster serve` in a child process on 127.0.0.1, its log in a file, optionally with an fd limit."""
 
     def __init__(self, *flags: str, nofile: tuple[int, int] | None = None, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.flags = flags
+        super().__init__(*flags, env={"BROADCASTER_LOG_LEVEL": "info", **(env or {})})
         self.nofile = nofile
-        self.env = {**os.environ, "BROADCASTER_LOG_LEVEL": "info", **(env or {})}
         self.log_file = tempfile.NamedTemporaryFile(prefix="broadcaster-hostile-", suffix=".log", delete=False)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def ps(self) -> psutil.Process:
@@ -106,16 +98,15 @@ class HostileServer:
     def log(self) -> str:
         return Path(self.log_file.name).read_text(errors="replace")
 
-    def start(self) -> None:
+    def start(self, timeout: float = 20.0) -> None:
         nofile = self.nofile
 
         def limit() -> None:  # in the child, before exec: the limit the server starts with
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
-        args = [sys.executable, "-m", "broadcaster", "serve", "--port", str(self.port), *self.flags]
         self.process = subprocess.Popen(
-            args, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=limit
+            self.args, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=limit
         )
 
         def ready() -> bool:
@@ -127,21 +118,11 @@ class HostileServer:
             except httpx.HTTPError:
                 return False
 
-        eventually_sync(ready, timeout=20, what=f"hostile server on port {self.port} ready")
+        eventually_sync(ready, timeout=timeout, what=f"hostile server on port {self.port} ready")
 
-    def stop(self) -> int:
-        process, self.process = self.process, None
+    def stop(self, timeout: float = 15.0) -> int:
         self.log_file.close()
-        if process is None:
-            return 0
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-            raise
-        return process.returncode
+        return super().stop(timeout)
 
     def assert_no_fault_logged(self) -> None:
         log = self.log()
