@@ -28,7 +28,6 @@ import pytest
 
 from ..support.canary import Canary
 from ..support.servers import ProcessServer
-from ..support.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -98,27 +97,19 @@ class HostileServer(ProcessServer):
     def log(self) -> str:
         return Path(self.log_file.name).read_text(errors="replace")
 
-    def start(self, timeout: float = 20.0) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         nofile = self.nofile
 
         def limit() -> None:  # in the child, before exec: the limit the server starts with
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
-        self.process = subprocess.Popen(
+        return subprocess.Popen(
             self.args, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=limit
         )
 
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        eventually_sync(ready, timeout=timeout, what=f"hostile server on port {self.port} ready")
+    def _output(self) -> str:
+        return self.log()
 
     def stop(self, timeout: float = 15.0) -> int:
         self.log_file.close()
