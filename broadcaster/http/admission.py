@@ -1,7 +1,8 @@
 """Admission caps: open streams (per process, per client), new streams per second, publish rate per client.
 
-The gate asks `Admission` before a lane runs; a refusal is a `Refused`
-(a `ClientError`), answered by the error table as JSON with `Retry-After`:
+The gate runs `AdmissionPolicy` (last, after the policies that say who is
+asking) before a lane runs; a refusal is a `Refused` (the gate's), answered
+by the error table as JSON with `Retry-After`:
 
 | cap | status | `error.code` |
 | --- | --- | --- |
@@ -10,8 +11,10 @@ The gate asks `Admission` before a lane runs; a refusal is a `Refused`
 | `admit_rate` new streams a second (a reconnect storm) | 503 | `too_many_new_streams` |
 | `publish_rate` events a second of one client, single POST | 429 | `rate_limited` |
 
-A streamed publish is not refused past its rate: `pace()` makes it wait, so
-the server reads its body more slowly (TCP backpressure reaches the sender).
+A streamed publish is not refused past its rate: the ingest lane calls
+`pace()` before each batch, so the server reads its body more slowly (TCP
+backpressure reaches the sender). A stream's place is given back by the
+decision's `on_end` when its lane is done.
 A client is its token's `sub` when the request is authenticated, else its
 address (`X-Forwarded-For` from a proxy in `forwarded_allow_ips`, as uvicorn
 resolves it). The caps only count; the streams already open never notice.
@@ -29,7 +32,8 @@ from typing import Any
 
 from .._config import Settings
 from ..limits import KeyedBuckets, StormGate, StreamSlots, StreamTicket, default_max_streams, raise_fd_limit
-from .errors import RETRY_AFTER_S, ClientError
+from .errors import RETRY_AFTER_S
+from .gate import Action, Decision, GateRequest, Refused as GateRefused
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ logger = logging.getLogger(__name__)
 MAX_KEY_CHARS = 200
 
 
-class Refused(ClientError):
+class Refused(GateRefused):
     """A request refused by a cap: 429 or 503, with `Retry-After` in seconds.
 
     A refused stream also closes its connection: a client that keeps it open
@@ -155,7 +159,7 @@ def identity_key(identity: Any) -> str | None:
 
 
 class AdmissionPolicy:
-    """The caps as a policy of the gate (`http/gate.py`): runs after the policies that set the identity.
+    """The caps as the gate's policy (`http/gate.py`), after the policies that set the identity.
 
     A stream (GET on a stream path) takes a place among the open streams, given back
     by the decision's `on_end` when the lane is done; a single JSON publish takes one
@@ -165,12 +169,12 @@ class AdmissionPolicy:
     def __init__(self, admission: Admission) -> None:
         self.admission = admission
 
-    async def admit(self, request: Any, decision: Any) -> Any:
-        action = request.action.value
-        if action == "subscribe" and request.stream and request.method == "GET":
+    async def admit(self, request: GateRequest, decision: Decision) -> Decision:
+        action = request.action
+        if action is Action.SUBSCRIBE and request.stream and request.method == "GET":
             ticket = self.admission.admit_stream(client_key(request.scope, identity_key(decision.identity)))
             return decision.adding(on_end=ticket.release)
-        if action == "publish" and _is_single_event(request.headers.get("content-type", "")):
+        if action is Action.PUBLISH and _is_single_event(request.headers.get("content-type", "")):
             self.admission.admit_publish(client_key(request.scope, identity_key(decision.identity)))
         return decision
 

@@ -20,7 +20,7 @@ from .._exceptions import BackendError, BackendUnavailable, HubClosed
 from .._hub import Hub
 from .._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
 from ..auth import Identity
-from .admission import Admission, client_key
+from .admission import Admission, client_key, identity_key
 from .body import media_type, read_json_event
 from .entry import decision_of
 from .errors import ClientError, error_response, response_for
@@ -74,13 +74,12 @@ async def publish(
         validate_type(type)
     hub = _hub(request)
     kind = media_type(request)
-    admission: Admission = request.app.state.admission
-    client = client_key(request.scope)
-    if kind in ("", "application/json"):
-        admission.admit_publish(client)
+    if kind in ("", "application/json"):  # its publish_rate was checked in the gate (AdmissionPolicy)
         data = await read_json_event(request, _settings(request).max_event_bytes)
         event = await hub.publish(topic, data, type)
         return JSONResponse({"id": event.id, "topic": event.topic, "ts": event.ts}, status_code=201)
+    admission: Admission = request.app.state.admission
+    client = client_key(request.scope, identity_key(decision_of(request).identity))
     return await ingest(request, hub, topic, type, kind, admission=admission, client=client)
 
 

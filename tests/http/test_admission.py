@@ -6,12 +6,16 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
+from broadcaster.http.admission import AdmissionPolicy
+from broadcaster.http.gate import Gate
+
 from ..support.canary import Canary
-from ..support.servers import thread_server
+from ..support.servers import ThreadServer, thread_server
 from ..support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -127,3 +131,34 @@ async def test_reconnect_storm_is_admitted_at_the_rate_with_spread_retry_after(m
                 assert len(hints) >= 2  # spread, not one second for everybody
                 await canary.publish(3)
             await canary.verify()
+
+
+class _IdentifyFromHeader:
+    """Stands in for access control: the gate's identity from a header, as auth sets it from a token."""
+
+    async def admit(self, request, decision):
+        subject = request.headers.get("x-test-subject")
+        return decision.adding(identity=SimpleNamespace(subject=subject)) if subject else decision
+
+
+async def test_max_streams_per_client_counts_a_token_subject_across_addresses(make_settings):
+    server = ThreadServer(make_settings(max_streams_per_client=2))
+    server.server_app.gate = Gate([_IdentifyFromHeader(), AdmissionPolicy(server.app.state.admission)])
+    server.start()
+    try:
+        async with Canary(server.url) as canary, contextlib.AsyncExitStack() as stack:
+            for ip in ("10.0.0.1", "10.0.0.2"):  # one subject from two addresses
+                client = await stack.enter_async_context(_client(server.url, ip))
+                client.headers["X-Test-Subject"] = "alice"
+                response = await stack.enter_async_context(client.stream("GET", "/topics/a/events"))
+                assert response.status_code == 200
+            async with _client(server.url, "10.0.0.3") as third, _client(server.url, "10.0.0.1") as bob:
+                third.headers["X-Test-Subject"] = "alice"
+                _assert_refusal(await _refused(third), 429, "too_many_client_streams")
+                bob.headers["X-Test-Subject"] = "bob"  # from alice's address, but another subject
+                async with bob.stream("GET", "/topics/b/events") as response:
+                    assert response.status_code == 200
+            await canary.publish(2)
+            await canary.verify()
+    finally:
+        server.stop()
