@@ -36,6 +36,11 @@ DEFAULT_RETRY_MS = 3000
 DEFAULT_MAX_TOPICS_PER_STREAM = 64
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
 DEFAULT_REDIS_PREFIX = "broadcaster:"
+DEFAULT_MAX_STREAMS_PER_CLIENT = 1000
+DEFAULT_ADMIT_RATE = 1000.0
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_IDLE_TIMEOUT_S = 60.0
 
 _LIST_FIELDS = ("auth_public_key", "anonymous_subscribe", "cors_origins")
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+\Z")
@@ -195,6 +200,42 @@ class Settings:
         (),
         "origins whose pages may call the API, comma-separated, exact (https://dash.example.com); * any, no cookies",
         _origins,
+    )
+    # Admission and request hygiene (docs/security.md, "Hostile input").
+    max_streams: int = _setting(
+        0,
+        "open streams per process, 503 too_many_streams past it; 0: derived from the file-descriptor limit",
+        _at_least(0),
+    )
+    max_streams_per_client: int = _setting(
+        DEFAULT_MAX_STREAMS_PER_CLIENT,
+        "open streams per client (token sub, else address), 429 past it; 0: no cap",
+        _at_least(0),
+    )
+    publish_rate: float = _setting(
+        0.0, "events per second per client (token bucket), 429 rate_limited; 0: no limit", _finite(above_zero=False)
+    )
+    publish_burst: int = _setting(
+        0, "events a client may publish at once within publish_rate; 0: one second's worth", _at_least(0)
+    )
+    admit_rate: float = _setting(
+        DEFAULT_ADMIT_RATE,
+        "new streams admitted per second (a storm gets 503, spread Retry-After); 0: no limit",
+        _finite(above_zero=False),
+    )
+    admit_burst: int = _setting(
+        0, "new streams admitted at once within admit_rate; 0: one second's worth", _at_least(0)
+    )
+    forwarded_allow_ips: str = _setting(
+        DEFAULT_FORWARDED_ALLOW_IPS, "proxies whose X-Forwarded-For names the client (uvicorn's list: IPs, networks, *)"
+    )
+    header_timeout_s: float = _setting(
+        DEFAULT_HEADER_TIMEOUT_S, "seconds a client has to send a whole request head", _finite(above_zero=True)
+    )
+    body_idle_timeout_s: float = _setting(
+        DEFAULT_BODY_IDLE_TIMEOUT_S,
+        "seconds a request body may stall before a 408 (send blank lines to keep one open)",
+        _finite(above_zero=True),
     )
 
     def __post_init__(self) -> None:

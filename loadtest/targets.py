@@ -157,6 +157,8 @@ def _nchan_conf(prefix: Path, port: int, redis_port: int | None) -> Path:
 def _command(spec: TargetSpec, port: int, redis_url: str | None, logdir: Path, extra: str) -> list[str]:
     if spec.kind == "broadcaster":
         cmd = [sys.executable, "-m", "broadcaster", "serve", "--host", HOST, "--port", str(port)]
+        # The benchmarks measure fan-out, not admission: thousands of subscribers connect from a few addresses at once.
+        cmd += ["--max-streams-per-client", "0", "--admit-rate", "0"]
         return cmd + (["--redis-url", redis_url] if redis_url else []) + shlex.split(extra)
     if spec.kind == "baseline":
         return [sys.executable, "-m", "uvicorn", "loadtest.baseline.app:app", "--host", HOST, "--port", str(port)]+ [

@@ -7,6 +7,7 @@ refuses every request (`GatedFastAPI`). `create_server_app` in `server.py` build
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 from collections.abc import AsyncIterator
 
@@ -16,8 +17,11 @@ from starlette.types import Receive, Scope, Send
 from .. import __version__
 from .._config import Settings
 from .._hub import Hub
+from .admission import start_admission
+from .body_timeout import BodyDeadline
 from .errors import install_error_handlers
 from .gate import DECISION_SCOPE_KEY
+from .openapi import exact_openapi
 from .routes import router
 from .security.session import router as session_router
 from .streaming import StreamMonitor
@@ -64,7 +68,10 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
 
     app = GatedFastAPI(title="Broadcaster", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.admission = start_admission(settings)
+    app.add_middleware(BodyDeadline, timeout_s=settings.body_idle_timeout_s)
     install_error_handlers(app)
+    app.openapi = functools.partial(exact_openapi, app, settings)  # type: ignore[method-assign]
     app.include_router(router)
     app.include_router(ui_router)
     app.include_router(session_router)

@@ -49,7 +49,8 @@ def _ndjson_line(event: Event) -> bytes:
 
 
 def _control_json(control: Control) -> bytes:
-    return orjson.dumps(control.as_dict())
+    # Fields may quote text from a client or a backend: escape Unicode line breaks, as in event frames.
+    return _line_safe(orjson.dumps(control.as_dict()))
 
 
 class Encoder(Protocol):

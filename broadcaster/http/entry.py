@@ -35,7 +35,8 @@ class ServerApp:
 
     def __init__(self, app: FastAPI, *, policies: Sequence[Policy] | None = None) -> None:
         self.app = app
-        self.gate = Gate(policies_for(app.state.settings) if policies is None else policies)
+        state = app.state
+        self.gate = Gate(policies_for(state.settings, admission=state.admission) if policies is None else policies)
 
     @property
     def state(self) -> object:

@@ -29,8 +29,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from .._exceptions import (
@@ -190,10 +191,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def broadcaster_error(request: Request, exc: Exception) -> JSONResponse:
         return response_for(exc, where=f"{request.method} {request.url.path}")
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client went away mid-body: nobody reads an answer. One line, never a traceback.
+        logger.info("%s %s: the client disconnected before its body was complete", request.method, request.url.path)
+        return Response(status_code=400)
+
     handlers: dict[Any, Any] = {
         RequestValidationError: validation_error,
         StarletteHTTPException: http_error,
         **dict.fromkeys(known_errors(), broadcaster_error),
+        ClientDisconnect: client_gone,
         Exception: broadcaster_error,
     }
     for exc_type, handler in handlers.items():

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -39,6 +40,7 @@ from .._event import Event
 from .._exceptions import BackendError, HubClosed, InvalidLine
 from .._hub import Hub
 from .._lines import Line, LineSplitter, line_rule
+from .admission import Admission
 from .entry import decision_of
 from .errors import ClientError, error_response, response_for
 from .security.credentials import EXPIRED_CHALLENGE
@@ -127,6 +129,8 @@ class _Ingest:
         self._numbered = 0  # lines parsed; `lines` counts those answered for (their batch published)
         self._in_flight: asyncio.Task[list[Event]] | None = None
         self._in_flight_lines: tuple[list[dict[str, Any]], int] = ([], 0)
+        self.pace: Callable[[int], Awaitable[None]] | None = None
+        self.max_batch = MAX_BATCH
 
     def report(self) -> dict[str, Any]:
         return {
@@ -164,7 +168,7 @@ class _Ingest:
                 continue
             if data is not None:
                 items.append((event_type, data))
-                if len(items) >= MAX_BATCH:
+                if len(items) >= self.max_batch:
                     self._numbered = number
                     await self._publish(items, errors, number)
                     items, errors = [], []
@@ -174,6 +178,8 @@ class _Ingest:
     async def _publish(self, items: list[tuple[str, bytes]], errors: list[dict[str, Any]], number: int) -> None:
         """Start publishing a batch once the previous one is done (one in flight, so order is kept)."""
         await self.settle()
+        if items and self.pace is not None:
+            await self.pace(len(items))
         if items:
             self._in_flight = asyncio.create_task(self.hub.publish_many(self.topic, items))
             self._in_flight_lines = (errors, number)
@@ -217,7 +223,9 @@ class _Ingest:
         self.lines = number
 
 
-async def ingest(request: Request, hub: Hub, topic: str, event_type: str, kind: str) -> Response:
+async def ingest(
+    request: Request, hub: Hub, topic: str, event_type: str, kind: str, *, admission: Admission, client: str
+) -> Response:
     """Publish a streamed body line by line and answer with a report (see the module docstring).
 
     200 with the report; 413, 503 or 400 with `{"error": ..., "report": ...}` when the
@@ -239,6 +247,9 @@ async def ingest(request: Request, hub: Hub, topic: str, event_type: str, kind: 
         )
     job = _Ingest(hub, topic, event_type, text=kind == TEXT_TYPE, max_event_bytes=settings.max_event_bytes)
     deadline = decision_of(request).deadline
+    if admission.batch_limit is not None:  # publish_rate: slow this body's reads down to the client's rate
+        job.pace = functools.partial(admission.pace, client)
+        job.max_batch = min(MAX_BATCH, admission.batch_limit)
     body = _Body(request, settings.max_body_bytes, deadline.at if deadline is not None else None)
     try:
         if kind == MULTIPART_TYPE:
@@ -269,7 +280,7 @@ async def ingest(request: Request, hub: Hub, topic: str, event_type: str, kind: 
         job.truncated = True
         message = f"the server is stopping; lines after line {job.lines} were not read"
         return response_for(exc, message=message, report=job.report())
-    except _Stop as stop:
+    except ClientError as stop:  # _Stop, or BodyTimeout (the body stalled): the report so far
         await job.settle_quietly()
         job.truncated = True
         return response_for(stop, report=job.report())

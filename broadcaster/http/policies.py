@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from .._config import Settings
 from ..auth import install_log_redaction
+from .admission import Admission, AdmissionPolicy
 from .gate import Policy
 from .security import policies_for_security
 
 
-def policies_for(settings: Settings) -> list[Policy]:
-    """The gate's policies for `settings`: CORS, then access control (each only when configured).
+def policies_for(settings: Settings, *, admission: Admission | None = None) -> list[Policy]:
+    """The gate's policies for `settings`: CORS, then access control (each only when configured),
+    then the admission caps (they count per identity, so they come after it).
 
     Also makes sure that no token, cookie or configured secret reaches this process's log.
     """
     install_log_redaction([settings.auth_secret, settings.auth_previous_secret])
-    return [*policies_for_security(settings)]
+    limits = [AdmissionPolicy(admission)] if admission is not None else []
+    return [*policies_for_security(settings), *limits]

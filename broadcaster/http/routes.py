@@ -20,6 +20,7 @@ from .._exceptions import BackendError, BackendUnavailable, HubClosed
 from .._hub import Hub
 from .._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
 from ..auth import Identity
+from .admission import Admission, client_key, identity_key
 from .body import media_type, read_json_event
 from .entry import decision_of
 from .errors import ClientError, error_response, response_for
@@ -73,11 +74,13 @@ async def publish(
         validate_type(type)
     hub = _hub(request)
     kind = media_type(request)
-    if kind in ("", "application/json"):
+    if kind in ("", "application/json"):  # its publish_rate was checked in the gate (AdmissionPolicy)
         data = await read_json_event(request, _settings(request).max_event_bytes)
         event = await hub.publish(topic, data, type)
         return JSONResponse({"id": event.id, "topic": event.topic, "ts": event.ts}, status_code=201)
-    return await ingest(request, hub, topic, type, kind)
+    admission: Admission = request.app.state.admission
+    client = client_key(request.scope, identity_key(decision_of(request).identity))
+    return await ingest(request, hub, topic, type, kind, admission=admission, client=client)
 
 
 def _bounded(name: str, value: int | None, low: int, high: int) -> int | None:
@@ -234,5 +237,5 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> PlainTextResponse:
     monitor: StreamMonitor = request.app.state.monitor
-    text = render_metrics(_hub(request), monitor)
+    text = render_metrics(_hub(request), monitor, request.app.state.admission)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -20,8 +20,10 @@ from starlette.types import ASGIApp
 
 from .._config import Settings
 from .._logging import log_config
+from ._uvicorn import http_protocol
 from .app import LIVE_HUBS, create_app
 from .entry import ServerApp
+from .protocol import HeadLimits
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ def make_config(settings: Settings, *, app: ASGIApp | None = None, **overrides: 
         "port": settings.port,
         "workers": settings.workers,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": http_protocol(HeadLimits(header_timeout_s=settings.header_timeout_s)),
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
         "lifespan": "on",
         "log_level": settings.log_level.lower(),
         "access_log": False,

@@ -76,19 +76,26 @@ class ProcessServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
-        self.process = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = self._spawn()
 
         def ready() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
-                out = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{out[-2000:]}")
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self._output()[-3000:]}")
             try:
                 return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
         eventually_sync(ready, timeout=timeout, what=f"server on port {self.port} ready")
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def _output(self) -> str:
+        """What the server printed (after it exited)."""
+        assert self.process is not None
+        return self.process.stdout.read().decode() if self.process.stdout else ""
 
     def stop(self, timeout: float = 15.0) -> int:
         process, self.process = self.process, None
