@@ -101,6 +101,13 @@ class PubSubConnection:
     def punsubscribe(self, patterns: Iterable[bytes]) -> None:
         self._send(b"PUNSUBSCRIBE", *patterns)
 
+    def ssubscribe(self, channels: Iterable[bytes]) -> None:
+        """Sharded (Redis 7+): the node must own the channels' slot, or it answers MOVED."""
+        self._send(b"SSUBSCRIBE", *channels)
+
+    def sunsubscribe(self, channels: Iterable[bytes]) -> None:
+        self._send(b"SUNSUBSCRIBE", *channels)
+
     def ping(self) -> None:
         """In pub/sub mode the answer is a `[b"pong", b""]` message; it proves the connection lives."""
         self._send(b"PING")

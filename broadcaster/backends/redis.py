@@ -171,11 +171,14 @@ class RedisBackend:
     def _stream_key(self, topic: str) -> str:
         return f"{self.prefix}stream:{topic}"
 
+    def _trim_key(self, topic: str) -> str:
+        return f"{self.prefix}trimmed:{topic}"
+
     async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[Event]:
         self._check_open()
         if not items:
             return []
-        keys = [self.prefix + "state", self._stream_key(topic), f"{self.prefix}trimmed:{topic}", self.prefix + "topics"]
+        keys = [self.prefix + "state", self._stream_key(topic), self._trim_key(topic), self.prefix + "topics"]
         # Three arguments for the whole batch, not two per event: packing thousands of
         # arguments was most of the server's cost of a batch (and Redis parses fewer).
         # The batch travels newline-framed, to the script and in its PUBLISH.
@@ -228,7 +231,7 @@ class RedisBackend:
         async def read() -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.xrange(key, start, "+", count=limit)
-                pipe.get(f"{self.prefix}trimmed:{topic}")
+                pipe.get(self._trim_key(topic))
                 if skipped_from is not None:  # the newest entry skipped that way counts as trimmed
                     pipe.xrevrange(key, "(" + format_id(horizon), skipped_from, count=1)
                 result: list[Any] = await pipe.execute()
@@ -260,6 +263,11 @@ class RedisBackend:
                 for topic in topics:
                     pipe.xinfo_stream(self._stream_key(topic))
                 infos = await pipe.execute(raise_on_error=False)
+        return self._topic_infos(topics, infos)
+
+    @staticmethod
+    def _topic_infos(topics: list[str], infos: list[Any]) -> list[TopicInfo]:
+        """TopicInfo of each topic whose XINFO STREAM answer shows retained events."""
         result = []
         for topic, info in zip(topics, infos, strict=True):
             if isinstance(info, dict) and info.get("length"):
