@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+from redis.crc import key_slot
+
 from .._exceptions import BackendError
 from ._pubsub import PubSubConnection, PubSubError
 from .base import BackendMessage
@@ -36,6 +38,14 @@ CONNECT_TIMEOUT_S = 5.0
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 1.0
 QUEUE_BATCHES = 10_000
+
+
+def _by_slot(channels: Collection[bytes]) -> list[list[bytes]]:
+    """One SSUBSCRIBE may only name channels of one slot (else CROSSSLOT)."""
+    groups: dict[int, list[bytes]] = {}
+    for channel in channels:
+        groups.setdefault(key_slot(channel), []).append(channel)
+    return list(groups.values())
 
 
 class Shards:
@@ -101,7 +111,8 @@ class Shards:
             if conn is not None:
                 self._leaving.update(gone)
                 with contextlib.suppress(OSError):
-                    conn.sunsubscribe(gone)
+                    for same_slot in _by_slot(gone):
+                        conn.sunsubscribe(same_slot)
 
     def mark_lost(self, channel: bytes) -> None:
         """Catch this channel up at its next confirmation (e.g. a topic found late)."""
@@ -141,7 +152,8 @@ class Shards:
                 self._tasks[home] = asyncio.create_task(self._serve(home), name=f"broadcaster-shard-{home[1]}")
             elif conn is not None:
                 try:
-                    conn.ssubscribe(homed)
+                    for same_slot in _by_slot(homed):
+                        conn.ssubscribe(same_slot)
                 except OSError:
                     pass  # the reader fails on its next read and re-homes them
 
@@ -177,8 +189,8 @@ class Shards:
                 await conn.connect()
             self._conns[home] = conn
             homed = [c for c, where in self._home.items() if where == home]
-            if homed:
-                conn.ssubscribe(homed)
+            for same_slot in _by_slot(homed):
+                conn.ssubscribe(same_slot)
             await self._read(home, conn)
         except (OSError, PubSubError, TimeoutError, BackendError) as exc:
             if not self.closed:

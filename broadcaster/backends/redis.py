@@ -29,7 +29,14 @@ from typing import Any, Self, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeoutError
+from redis.exceptions import (
+    ClusterError,
+    ConnectionError as RedisConnectionError,
+    RedisClusterException,
+    RedisError,
+    TimeoutError as RedisTimeoutError,
+    TryAgainError,
+)
 
 from .._event import Event, EventId, format_id, join_lines, parse_id
 from .._exceptions import BackendClosed, BackendError, BackendUnavailable
@@ -58,6 +65,8 @@ def _map_redis_errors() -> Iterator[None]:
         yield
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise BackendUnavailable(f"Redis is unreachable: {exc}") from exc
+    except (ClusterError, TryAgainError, RedisClusterException) as exc:  # a cluster failing over or resharding
+        raise BackendUnavailable(f"Redis Cluster cannot serve this now: {exc}") from exc
     except RedisError as exc:
         raise BackendError(f"Redis error: {exc}") from exc
 

@@ -77,6 +77,7 @@ class RedisCluster:
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         self.run_cli("--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes")
         self.wait_ok()
+        self.wait_replicated()
 
     def wait_ok(self, timeout: float = 20.0) -> None:
         """Until every running node says `cluster_state:ok` and agrees on the masters."""
@@ -108,6 +109,24 @@ class RedisCluster:
                 client.flushall()
             finally:
                 client.close()
+
+    def heal(self, timeout: float = 30.0) -> None:
+        """Restart stopped nodes (they rejoin as replicas); wait until every master has an online replica."""
+        for node in self.nodes:
+            node.start()
+        self.wait_ok(timeout)
+        self.wait_replicated(timeout)
+
+    def wait_replicated(self, timeout: float = 30.0) -> None:
+        """Until every master has a replica in sync (only such a replica can take over)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            infos = [self.command(port, "INFO", "replication") for port in self.master_ports()]
+            if len(infos) == self.masters and all("state=online" in info for info in infos):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replicas did not come back within {timeout}s")
+            time.sleep(0.05)
 
     def node(self, port: int) -> RedisServer:
         return next(n for n in self.nodes if n.port == port)
