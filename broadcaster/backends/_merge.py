@@ -1,12 +1,14 @@
 """Batches from several shard connections, released in id order (the cluster backend's reader).
 
-Each shard delivers its own topics in order, but two shards' messages can reach this
-process in either order, and a multi-topic subscription keeps only ids newer than the
-last it got. Cluster ids are times (see docs/cluster.md), so a batch is held until the
-local clock is `hold_ms` past the moment it would have arrived with the fastest transit
-seen recently (`offset`, the running minimum of arrival minus id time, which also
-absorbs a clock skew between this machine and the nodes): by then every earlier event of
-the other shards has arrived too, short of a stall longer than `hold_ms`.
+Each shard delivers its own messages in the order its node executed them, but two shards'
+messages can reach this process in either order, and a multi-topic stream's
+`Last-Event-ID` is a complete resume point only if its ids increase. Cluster ids are
+times (see docs/cluster.md), so a batch with id `h` is released once no other shard can
+still send an older one: each other shard with subscriptions has either delivered an id
+of at least `h` already (its watermark), or answered a `PING <tick>` sent after the batch
+arrived (a node answers in order, so everything it published before is in). The merge
+asks for those PINGs itself; a shard that does not answer within `max_hold_ms` (it is
+failing, and will be caught up from history) holds nothing back longer than that.
 """
 
 from __future__ import annotations
@@ -14,66 +16,84 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Callable, Collection
 
 from .._event import Event, EventId
 from .base import BackendMessage
 
-#: How long past its expected arrival a batch waits for earlier ones from other shards.
-DEFAULT_HOLD_MS = 2.0
-_WINDOW_S = 1.0  # the transit minimum is taken over the last one to two windows
-
-
-def id_time_ms(seq: EventId) -> float:
-    """The publish time an id encodes: its ms plus the microsecond packed in `n`."""
-    return seq[0] + (seq[1] >> 10) // 16384 / 1000
+Home = tuple[str, int]
+#: The longest a batch waits for a shard that does not answer its PING.
+DEFAULT_MAX_HOLD_MS = 50.0
+_NONE: EventId = (-1, -1)
 
 
 def _now_ms() -> float:
-    return time.time_ns() / 1_000_000
+    return time.monotonic() * 1000
 
 
 class OrderedMerge:
     """A hold-back queue of message batches keyed by their first event's id."""
 
-    def __init__(self, hold_ms: float = DEFAULT_HOLD_MS) -> None:
-        self.hold_ms = hold_ms
-        self._heap: list[tuple[EventId, int, float, list[BackendMessage]]] = []
-        self._order = itertools.count()
-        self._min_now = self._min_before = float("inf")
-        self._window_ends = 0.0
+    def __init__(
+        self,
+        homes: Callable[[], Collection[Home]],
+        ping: Callable[[Home, int], None],
+        max_hold_ms: float = DEFAULT_MAX_HOLD_MS,
+    ) -> None:
+        self._homes = homes  # the shards that are connected now
+        self._ping = ping
+        self.max_hold_ms = max_hold_ms
+        self._heap: list[tuple[EventId, int, float, Home | None, list[BackendMessage]]] = []
+        self._tick = itertools.count(1)
+        self._watermark: dict[Home, EventId] = {}
+        self._answered: dict[Home, int] = {}  # the newest tick a shard's PONG carried
+        self._asked: dict[Home, int] = {}  # the newest tick sent to a shard in a PING
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, batch: list[BackendMessage]) -> None:
-        now = _now_ms()
+    def push(self, home: Home | None, batch: list[BackendMessage]) -> None:
         first = next((m.event for m in batch if isinstance(m.event, Event)), None)
-        if first is None:  # control messages only: release at once, before later ids
-            heapq.heappush(self._heap, ((0, 0), next(self._order), now, batch))
+        tick = next(self._tick)
+        if first is None or home is None:  # control messages only: release at once, before later ids
+            heapq.heappush(self._heap, (_NONE, tick, 0.0, None, batch))
             return
-        seq = first.seq
-        published = id_time_ms(seq)
-        if now > self._window_ends:
-            self._min_before, self._min_now = self._min_now, float("inf")
-            self._window_ends = now + _WINDOW_S * 1000
-        self._min_now = min(self._min_now, now - published)
-        heapq.heappush(self._heap, (seq, next(self._order), published, batch))
+        last = next(m.event for m in reversed(batch) if isinstance(m.event, Event))
+        if last.seq > self._watermark.get(home, _NONE):
+            self._watermark[home] = last.seq
+        heapq.heappush(self._heap, (first.seq, tick, _now_ms(), home, batch))
 
-    def _release_at(self, published: float) -> float:
-        offset = min(self._min_now, self._min_before)
-        return published + (0.0 if offset == float("inf") else offset) + self.hold_ms
+    def pong(self, home: Home, tick: int) -> None:
+        if tick > self._answered.get(home, 0):
+            self._answered[home] = tick
 
-    def wait_ms(self) -> float | None:
-        """Milliseconds until the first batch is due (0 if due now); None if nothing is held."""
-        if not self._heap:
-            return None
-        return max(0.0, self._release_at(self._heap[0][2]) - _now_ms())
+    def _blockers(self, seq: EventId, tick: int, home: Home) -> list[Home]:
+        return [
+            other
+            for other in self._homes()
+            if other != home and self._watermark.get(other, _NONE) < seq and self._answered.get(other, 0) < tick
+        ]
 
     def pop_due(self) -> list[BackendMessage]:
-        """Every batch due now, oldest id first, as one list."""
+        """Every batch that no other shard can precede any more, oldest id first, as one list."""
         out: list[BackendMessage] = []
-        now = _now_ms()
         heap = self._heap
-        while heap and (heap[0][0] == (0, 0) or self._release_at(heap[0][2]) <= now):
-            out.extend(heapq.heappop(heap)[3])
+        while heap:
+            seq, tick, arrived, home, batch = heap[0]
+            if home is not None and _now_ms() - arrived < self.max_hold_ms:
+                blockers = self._blockers(seq, tick, home)
+                if blockers:
+                    for other in blockers:
+                        if self._asked.get(other, 0) < tick:
+                            self._asked[other] = tick
+                            self._ping(other, tick)
+                    break
+            heapq.heappop(heap)
+            out.extend(batch)
         return out
+
+    def wait_ms(self) -> float | None:
+        """Milliseconds until the first batch is released anyway (None if nothing is held)."""
+        if not self._heap:
+            return None
+        return max(0.0, self._heap[0][2] + self.max_hold_ms - _now_ms())

@@ -9,8 +9,8 @@ flagged for catch-up. The owner (the backend) turns each confirmation of a flagg
 channel into a catch-up from history, so the stream continues without a gap; it drops
 what it already delivered, so without a duplicate.
 
-Liveness: after `PING_AFTER_IDLE_READS` empty reads a connection is PINGed; one that
-stays mute as long again is treated as failed.
+Liveness: `PubSubConnection.read_live` PINGs a connection after 5 idle seconds and fails
+one that stays mute as long again.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from .base import BackendMessage
 logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+Item = tuple[Address, list[BackendMessage] | None, int]
 READ_TIMEOUT_S = 1.0
-PING_AFTER_IDLE_READS = 5
 CONNECT_TIMEOUT_S = 5.0
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 1.0
@@ -65,7 +65,9 @@ class Shards:
         self._refresh = refresh
         self._on_message = on_message
         self._on_confirmed = on_confirmed
-        self.out: asyncio.Queue[list[BackendMessage] | None] = asyncio.Queue(QUEUE_BATCHES)
+        #: (node, batch, 0) for messages, (node, None, tick) for the answer to `ping(node, tick)`,
+        #: None when closed.
+        self.out: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_BATCHES)
         self._wanted: set[bytes] = set()
         self._home: dict[bytes, Address] = {}
         self._lost: set[bytes] = set()  # confirmations of these trigger a catch-up
@@ -113,6 +115,17 @@ class Shards:
                 with contextlib.suppress(OSError):
                     for same_slot in _by_slot(gone):
                         conn.sunsubscribe(same_slot)
+
+    def connected(self) -> list[Address]:
+        """The nodes with a live connection (those that could still send something)."""
+        return [home for home, conn in self._conns.items() if conn is not None]
+
+    def ping(self, home: Address, tick: int) -> None:
+        """PING the node's connection with `tick`: its answer comes through `out` after all it sent before."""
+        conn = self._conns.get(home)
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.ping(str(tick).encode())
 
     def mark_lost(self, channel: bytes) -> None:
         """Catch this channel up at its next confirmation (e.g. a topic found late)."""
@@ -203,18 +216,8 @@ class Shards:
                 self._unhome(home)
 
     async def _read(self, home: Address, conn: PubSubConnection) -> None:
-        idle = 0
         while not self.closed:
-            batch = await conn.read(READ_TIMEOUT_S)
-            if not batch:
-                idle += 1
-                if idle == PING_AFTER_IDLE_READS:
-                    conn.ping()
-                elif idle >= 2 * PING_AFTER_IDLE_READS:
-                    raise PubSubError("the pub/sub connection stopped answering (no PONG)")
-                continue
-            idle = 0
-            for message in batch:
+            for message in await conn.read_live(READ_TIMEOUT_S):
                 await self._handle(home, message)
 
     async def _handle(self, home: Address, message: Any) -> None:
@@ -223,7 +226,10 @@ class Shards:
             if message[1] in self._wanted:
                 out = self._on_message(message[1], message[2])
                 if out:
-                    await self.out.put(out)
+                    await self.out.put((home, out, 0))
+        elif kind == b"pong":
+            if message[1]:  # ours from `ping`; the liveness probe's PING has no payload
+                await self.out.put((home, None, int(message[1])))
         elif kind == b"ssubscribe":
             await self._confirmed(home, message[1])
         elif kind == b"sunsubscribe":
@@ -245,7 +251,7 @@ class Shards:
         out = await self._on_confirmed(channel, lost)  # raises while the cluster is failing: retried
         self._lost.discard(channel)
         if out:
-            await self.out.put(out)
+            await self.out.put((home, out, 0))
         for fut in self._waiters.pop(channel, ()):
             if not fut.done():
                 fut.set_result(None)

@@ -372,25 +372,27 @@ class ClusterBackend(RedisBackend):
         return messages
 
     async def messages(self) -> AsyncIterator[BackendMessage]:
-        """The shards' batches merged in id order (`OrderedMerge`: held about `hold_ms` each)."""
+        """The shards' batches merged in id order (`OrderedMerge`)."""
         shards = self._shards_or_closed()
-        merge = OrderedMerge()
+        merge = OrderedMerge(shards.connected, shards.ping)
         queue = shards.out
         while True:
             wait_ms = merge.wait_ms()
-            if wait_ms is None or wait_ms > 0:
-                try:
-                    async with asyncio.timeout(None if wait_ms is None else wait_ms / 1000):
-                        batch = await queue.get()
-                except TimeoutError:
-                    batch = []
-                while batch is not None:
-                    if batch:
-                        merge.push(batch)
-                    if queue.empty():
-                        break
-                    batch = queue.get_nowait()
+            try:
+                async with asyncio.timeout(None if wait_ms is None else wait_ms / 1000):
+                    item = await queue.get()
+            except TimeoutError:
+                item = (("", 0), [], 0)  # nothing came: release what is due
+            while item is not None:
+                home, batch, tick = item
                 if batch is None:
-                    return
+                    merge.pong(home, tick)
+                elif batch:
+                    merge.push(home, batch)
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
+            if item is None:
+                return
             for message in merge.pop_due():
                 yield message

@@ -55,7 +55,6 @@ DEFAULT_READ_TIMEOUT_S = 1.0
 DEFAULT_SUBSCRIBE_TIMEOUT_S = 5.0
 DEFAULT_BACKOFF_MIN_S = 0.05
 DEFAULT_BACKOFF_MAX_S = 2.0
-_PING_AFTER_IDLE_READS = 5  # reads of DEFAULT_READ_TIMEOUT_S with nothing: then PING, and expect an answer
 
 
 @contextlib.contextmanager
@@ -81,7 +80,7 @@ def _stale_connection(exc: BaseException) -> bool:
 class RedisBackend:
     """Pub/sub through Redis, history in Redis streams. Use as an async context manager."""
 
-    #: The pub/sub reader's read timeout; after `_PING_AFTER_IDLE_READS` empty reads it PINGs.
+    #: The pub/sub reader's read timeout; after `_pubsub.PING_AFTER_IDLE_READS` empty reads it PINGs.
     read_timeout_s = DEFAULT_READ_TIMEOUT_S
 
     def __init__(
@@ -426,18 +425,8 @@ class RedisBackend:
 
     async def _read(self, conn: PubSubConnection) -> AsyncIterator[BackendMessage]:
         """Messages as they arrive; PING after an idle spell, and give up on a connection that stays mute."""
-        idle = 0
         while not self._closed:
-            batch = await conn.read(self.read_timeout_s)
-            if not batch:
-                idle += 1
-                if idle == _PING_AFTER_IDLE_READS:
-                    conn.ping()
-                elif idle >= 2 * _PING_AFTER_IDLE_READS:
-                    raise BackendUnavailable("the Redis pub/sub connection stopped answering (no PONG)")
-                continue
-            idle = 0
-            for message in self._decode_batch(batch):
+            for message in self._decode_batch(await conn.read_live(self.read_timeout_s)):
                 yield message
 
     def _decode_batch(self, batch: list[Any]) -> Iterator[BackendMessage]:

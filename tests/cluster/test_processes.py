@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
 from collections.abc import Iterator
 
 import httpx
@@ -12,6 +12,7 @@ import pytest
 from httpx_sse import aconnect_sse
 from redis.crc import key_slot
 
+from ..e2e.test_two_processes import _start_together
 from ..support.redis_cluster import RedisCluster
 from ..support.servers import ProcessServer
 
@@ -22,22 +23,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 def two_servers(redis_cluster: RedisCluster) -> Iterator[tuple[ProcessServer, ProcessServer]]:
     """Shared by this module's tests (distinct topics each): booting processes is the slow part."""
     servers = tuple(ProcessServer("--redis-url", redis_cluster.url, "--heartbeat-s", "0.5") for _ in range(2))
-    errors: list[BaseException] = []
-
-    def start(server: ProcessServer) -> None:
-        try:
-            server.start()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(server,)) for server in servers]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        if errors:
-            raise errors[0]
+        _start_together(servers)
         yield servers  # type: ignore[misc]
     finally:
         for server in servers:
@@ -113,3 +100,23 @@ async def test_cluster_pattern_stream_gets_the_first_event_of_a_topic_created_af
         # Every topic's first event too (it was published before B had subscribed the topic), in order.
         for topic in new_topics:
             assert [r for t, r in got if t == topic] == [0, 1, 2], got
+
+
+async def test_cluster_workers_2_serve_streams_and_publishes(redis_cluster: RedisCluster):
+    with ProcessServer("--redis-url", redis_cluster.url, "--workers", "2") as server:
+        topics = _on_three_masters("workers.")
+        async with httpx.AsyncClient(timeout=10) as client:
+            async with contextlib.AsyncExitStack() as stack:
+                streams = []
+                for n in range(6):  # spread over the workers by the kernel
+                    url = f"{server.url}/topics/{topics[n % 3]}/events"
+                    streams.append(await stack.enter_async_context(client.stream("GET", url)))
+                assert all(s.status_code == 200 for s in streams)
+                ids = {}
+                for topic in topics:
+                    answer = await client.post(f"{server.url}/topics/{topic}/events", json={"t": topic})
+                    assert answer.status_code == 201, answer.text
+                    ids[topic] = answer.json()["id"]
+                for n, stream in enumerate(streams):
+                    (event,) = await _ndjson_events(stream, 1)
+                    assert (event["id"], event["data"]) == (ids[topics[n % 3]], {"t": topics[n % 3]})

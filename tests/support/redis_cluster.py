@@ -12,7 +12,7 @@ import random
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -49,12 +49,14 @@ def cluster_port() -> int:
 class RedisCluster:
     """Six cluster-mode nodes joined into one cluster (`masters` with one replica each)."""
 
-    def __init__(self, binary: str, masters: int = 3) -> None:
+    def __init__(self, binary: str, masters: int = 3, *, prefix: Sequence[str] = ()) -> None:
         self.binary = binary
         self.cli = find_cli(binary)
         args = ["--cluster-enabled", "yes", "--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
         args += ["--cluster-config-file", "nodes.conf", "--cluster-allow-reads-when-down", "no"]
-        self.nodes = [RedisServer(binary, port=cluster_port(), extra_args=list(args)) for _ in range(2 * masters)]
+        self.nodes = [
+            RedisServer(binary, port=cluster_port(), extra_args=list(args), prefix=prefix) for _ in range(2 * masters)
+        ]
         self.masters = masters
 
     @property
