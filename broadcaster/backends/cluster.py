@@ -30,14 +30,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-from .._event import Control, Event, EventId, join_lines
+from .._event import Control, Event, EventId
 from .._exceptions import BackendClosed, BackendUnavailable, ConfigError
 from .._topics import is_pattern, matches_any, pattern_regex
 from ._merge import OrderedMerge
 from ._redis_scripts import CLUSTER_PUBLISH_SCRIPT
 from ._shards import Address, Shards
 from .base import BackendMessage, TopicInfo
-from .redis import DEFAULT_SOCKET_TIMEOUT_S, DEFAULT_SUBSCRIBE_TIMEOUT_S, RedisBackend, _map_redis_errors
+from .redis import DEFAULT_SOCKET_TIMEOUT_S, DEFAULT_SUBSCRIBE_TIMEOUT_S, RedisBackend, _map_redis_errors, batch_args
 
 logger = logging.getLogger(__name__)
 
@@ -176,9 +176,7 @@ class ClusterBackend(RedisBackend):
             return []
         tag = self._tag(topic)
         keys = [tag + ":m", tag + ":s", tag + ":t", tag]
-        blob = join_lines([data for _, data in items])
-        types = {event_type for event_type, _ in items}
-        type_arg = types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])
+        type_arg, blob = batch_args(items)
         args = [key_slot(tag.encode()), self.history_size, self.history_ttl_ms, "", len(items), type_arg, blob]
         try:
             with _map_redis_errors():

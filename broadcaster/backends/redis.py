@@ -77,6 +77,13 @@ def _stale_connection(exc: BaseException) -> bool:
     return isinstance(cause, RedisConnectionError) and "connecting to" not in str(cause)
 
 
+def batch_args(items: Sequence[tuple[str, bytes]]) -> tuple[str, bytes]:
+    """A batch's types (one, or one per event joined by newlines) and data joined by newlines, for the scripts."""
+    blob = join_lines([data for _, data in items])
+    types = {event_type for event_type, _ in items}
+    return (types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])), blob
+
+
 class RedisBackend:
     """Pub/sub through Redis, history in Redis streams. Use as an async context manager."""
 
@@ -190,9 +197,7 @@ class RedisBackend:
         # Three arguments for the whole batch, not two per event: packing thousands of
         # arguments was most of the server's cost of a batch (and Redis parses fewer).
         # The batch travels newline-framed, to the script and in its PUBLISH.
-        blob = join_lines([data for _, data in items])
-        types = {event_type for event_type, _ in items}
-        type_arg = types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])
+        type_arg, blob = batch_args(items)
         args = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob]
         try:
             ms, n = await self._run(lambda: self._script(keys=keys, args=args))
