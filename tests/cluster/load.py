@@ -130,7 +130,7 @@ class Load:
             await asyncio.sleep(max(0.0, started + n / RATE - time.monotonic()))
             topic = self.topics[n % TOPICS]
             while True:
-                assert time.monotonic() < deadline, f"publishing did not recover within {DEADLINE_S}s"
+                assert time.monotonic() < deadline, f"publishing did not finish within {DEADLINE_S}s"
                 with contextlib.suppress(httpx.TransportError):
                     answer = await client.post(f"/topics/{topic}/events", json={"n": n})
                     if answer.status_code == 201:
