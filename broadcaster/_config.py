@@ -79,9 +79,9 @@ def _finite(*, above_zero: bool) -> Check:
 
 
 def _redis_url(value: Any) -> str | None:
-    if value is None or value.startswith(("redis://", "rediss://", "unix://")):
+    if value is None or value.startswith(("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")):
         return None
-    return f"must start with redis://, rediss:// or unix://, got {value!r}"
+    return f"must start with redis://, rediss://, unix:// or redis+cluster:// (rediss+cluster://), got {value!r}"
 
 
 def _selectors(value: Any) -> str | None:
@@ -139,7 +139,9 @@ class Settings:
     host: str = _setting(DEFAULT_HOST, "address to listen on")
     port: int = _setting(DEFAULT_PORT, "TCP port to listen on", _at_least(1, 65535))
     redis_url: str | None = _setting(
-        None, "Redis URL (redis:// or rediss://); unset: in-memory backend, one process", _redis_url
+        None,
+        "Redis URL (redis:// or rediss://; redis+cluster://HOST:PORT[,...] for Redis Cluster); unset: in-memory",
+        _redis_url,
     )
     workers: int = _setting(1, "server processes (more than 1 needs Redis)", _at_least(1))
     heartbeat_s: float = _setting(
@@ -177,6 +179,9 @@ class Settings:
         DEFAULT_SHUTDOWN_GRACE_S, "seconds streams get to end on shutdown", _finite(above_zero=False)
     )
     redis_prefix: str = _setting(DEFAULT_REDIS_PREFIX, "prefix of every Redis key and channel")
+    redis_wait_replicas: int = _setting(
+        0, "Redis Cluster: replicas that must have a publish before it is answered (WAIT); 0: none", _at_least(0)
+    )
     log_level: str = _setting("info", "log level: debug, info, warning, error", _log_level)
     # Access control (docs/security.md). Any key turns it on; off, everyone may publish and subscribe.
     auth_secret: str | None = _setting(

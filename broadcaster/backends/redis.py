@@ -29,7 +29,14 @@ from typing import Any, Self, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeoutError
+from redis.exceptions import (
+    ClusterError,
+    ConnectionError as RedisConnectionError,
+    RedisClusterException,
+    RedisError,
+    TimeoutError as RedisTimeoutError,
+    TryAgainError,
+)
 
 from .._event import Event, EventId, format_id, join_lines, parse_id
 from .._exceptions import BackendClosed, BackendError, BackendUnavailable
@@ -48,7 +55,6 @@ DEFAULT_READ_TIMEOUT_S = 1.0
 DEFAULT_SUBSCRIBE_TIMEOUT_S = 5.0
 DEFAULT_BACKOFF_MIN_S = 0.05
 DEFAULT_BACKOFF_MAX_S = 2.0
-_PING_AFTER_IDLE_READS = 5  # reads of DEFAULT_READ_TIMEOUT_S with nothing: then PING, and expect an answer
 
 
 @contextlib.contextmanager
@@ -58,6 +64,8 @@ def _map_redis_errors() -> Iterator[None]:
         yield
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise BackendUnavailable(f"Redis is unreachable: {exc}") from exc
+    except (ClusterError, TryAgainError, RedisClusterException) as exc:  # a cluster failing over or resharding
+        raise BackendUnavailable(f"Redis Cluster cannot serve this now: {exc}") from exc
     except RedisError as exc:
         raise BackendError(f"Redis error: {exc}") from exc
 
@@ -69,10 +77,17 @@ def _stale_connection(exc: BaseException) -> bool:
     return isinstance(cause, RedisConnectionError) and "connecting to" not in str(cause)
 
 
+def batch_args(items: Sequence[tuple[str, bytes]]) -> tuple[str, bytes]:
+    """A batch's types (one, or one per event joined by newlines) and data joined by newlines, for the scripts."""
+    blob = join_lines([data for _, data in items])
+    types = {event_type for event_type, _ in items}
+    return (types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])), blob
+
+
 class RedisBackend:
     """Pub/sub through Redis, history in Redis streams. Use as an async context manager."""
 
-    #: The pub/sub reader's read timeout; after `_PING_AFTER_IDLE_READS` empty reads it PINGs.
+    #: The pub/sub reader's read timeout; after `_pubsub.PING_AFTER_IDLE_READS` empty reads it PINGs.
     read_timeout_s = DEFAULT_READ_TIMEOUT_S
 
     def __init__(
@@ -171,17 +186,18 @@ class RedisBackend:
     def _stream_key(self, topic: str) -> str:
         return f"{self.prefix}stream:{topic}"
 
+    def _trim_key(self, topic: str) -> str:
+        return f"{self.prefix}trimmed:{topic}"
+
     async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[Event]:
         self._check_open()
         if not items:
             return []
-        keys = [self.prefix + "state", self._stream_key(topic), f"{self.prefix}trimmed:{topic}", self.prefix + "topics"]
+        keys = [self.prefix + "state", self._stream_key(topic), self._trim_key(topic), self.prefix + "topics"]
         # Three arguments for the whole batch, not two per event: packing thousands of
         # arguments was most of the server's cost of a batch (and Redis parses fewer).
         # The batch travels newline-framed, to the script and in its PUBLISH.
-        blob = join_lines([data for _, data in items])
-        types = {event_type for event_type, _ in items}
-        type_arg = types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])
+        type_arg, blob = batch_args(items)
         args = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob]
         try:
             ms, n = await self._run(lambda: self._script(keys=keys, args=args))
@@ -228,7 +244,7 @@ class RedisBackend:
         async def read() -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.xrange(key, start, "+", count=limit)
-                pipe.get(f"{self.prefix}trimmed:{topic}")
+                pipe.get(self._trim_key(topic))
                 if skipped_from is not None:  # the newest entry skipped that way counts as trimmed
                     pipe.xrevrange(key, "(" + format_id(horizon), skipped_from, count=1)
                 result: list[Any] = await pipe.execute()
@@ -260,6 +276,11 @@ class RedisBackend:
                 for topic in topics:
                     pipe.xinfo_stream(self._stream_key(topic))
                 infos = await pipe.execute(raise_on_error=False)
+        return self._topic_infos(topics, infos)
+
+    @staticmethod
+    def _topic_infos(topics: list[str], infos: list[Any]) -> list[TopicInfo]:
+        """TopicInfo of each topic whose XINFO STREAM answer shows retained events."""
         result = []
         for topic, info in zip(topics, infos, strict=True):
             if isinstance(info, dict) and info.get("length"):
@@ -409,18 +430,8 @@ class RedisBackend:
 
     async def _read(self, conn: PubSubConnection) -> AsyncIterator[BackendMessage]:
         """Messages as they arrive; PING after an idle spell, and give up on a connection that stays mute."""
-        idle = 0
         while not self._closed:
-            batch = await conn.read(self.read_timeout_s)
-            if not batch:
-                idle += 1
-                if idle == _PING_AFTER_IDLE_READS:
-                    conn.ping()
-                elif idle >= 2 * _PING_AFTER_IDLE_READS:
-                    raise BackendUnavailable("the Redis pub/sub connection stopped answering (no PONG)")
-                continue
-            idle = 0
-            for message in self._decode_batch(batch):
+            for message in self._decode_batch(await conn.read_live(self.read_timeout_s)):
                 yield message
 
     def _decode_batch(self, batch: list[Any]) -> Iterator[BackendMessage]:

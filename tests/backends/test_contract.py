@@ -1,4 +1,4 @@
-"""The backend contract: every behaviour, the same assertions, on the memory backend and on a real Redis.
+"""The backend contract: every behaviour, the same assertions, on memory, a real Redis and a real Redis Cluster.
 
 Where the backends differ, the backend is fixed, not the test.
 """
@@ -18,6 +18,13 @@ from broadcaster import Backend, BackendMessage, Event, HistoryPage, Settings, S
 from ..support.waiting import eventually
 
 BARRIER = "zz-barrier"
+
+
+@pytest.fixture(
+    params=["memory", pytest.param("redis", marks=pytest.mark.redis), pytest.param("cluster", marks=pytest.mark.redis)]
+)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 class Harness:
