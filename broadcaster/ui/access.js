@@ -18,7 +18,6 @@ export class Access {
     this.form = document.getElementById("token-form");
     this.input = document.getElementById("token-input");
     this.state = "unknown"; // the last `access` of GET /topics: off, anonymous, token
-    this.asked = false;
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.submit();
@@ -27,8 +26,10 @@ export class Access {
 
   /** The `access` field of a `GET /topics` answer. */
   seen(access) {
+    const before = this.state;
     this.state = access || "off";
-    if (this.state === "anonymous" && !this.asked) {
+    // Asks once each time the page finds itself without a token (first load, an expired cookie).
+    if (this.state === "anonymous" && before !== "anonymous") {
       this.ask("This server has access control on: enter a token to see its topics and streams.");
     }
   }
@@ -40,7 +41,6 @@ export class Access {
   }
 
   ask(text) {
-    this.asked = true;
     this.showNotice(text);
     this.form.hidden = false;
   }

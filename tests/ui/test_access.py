@@ -81,6 +81,12 @@ async def test_the_page_asks_for_a_token_and_works_on_its_session(
         await expect(page.locator("#token-form")).to_be_visible()  # another token can be entered
         await dashboard.screenshot("access-forbidden")
 
+        # The cookie gone (as when the token expires): the next topics refresh asks again.
+        await page.click("#notice-dismiss")
+        await page.context.clear_cookies()
+        await expect(page.locator("#notice-text")).to_contain_text("access control on", timeout=4000)
+        await expect(page.locator("#token-form")).to_be_visible()
+
 
 async def test_a_refused_token_is_shown_and_sets_no_cookie(
     open_dashboard: OpenDashboard, make_settings: Callable[..., Settings]
