@@ -187,13 +187,17 @@ async def history(
 
 @router.get("/topics", summary="Active topics")
 async def topics(request: Request) -> JSONResponse:
-    """Topics this process serves or saw (those the token may subscribe), with subscriber counts, rates, retained."""
+    """Topics this process serves or saw (those the token may subscribe), with subscriber counts, rates, retained;
+    `access`: `off`, `anonymous` (access control on, no token sent) or `token`."""
     stats = await _hub(request).topic_stats()
     identity = decision_of(request).identity
+    access = "off"
     if isinstance(identity, Identity):  # access control is on: only what the identity may subscribe
         stats = [s for s in stats if identity.grants.may_subscribe(s.topic)]
+        access = "anonymous" if identity.expires_at is None else "token"  # the dashboard asks for a token
     return JSONResponse(
         {
+            "access": access,
             "topics": [
                 {
                     "topic": s.topic,
@@ -204,7 +208,7 @@ async def topics(request: Request) -> JSONResponse:
                     "last_id": s.last_id,
                 }
                 for s in stats
-            ]
+            ],
         }
     )
 

@@ -1,4 +1,5 @@
 // The dashboard's entry point: settings, tabs, the access notice, and the panels wired together.
+import { Access } from "./access.js";
 import { onAccessError } from "./api.js";
 import { Charts } from "./charts.js";
 import { setText } from "./frames.js";
@@ -103,18 +104,22 @@ const topics = new TopicsList(
     inspector.openTopic(topic);
     publisher.useTopic(topic);
   },
-  (error) => {
+  (error, access) => {
+    if (!error) accessControl.seen(access);
     setText(serverStatus, error ? (error.status ? `server refused: ${error.status}` : "server unreachable") : "server connected");
     serverStatus.dataset.state = error ? "failed" : "ok";
   },
 );
 
-document.getElementById("notice-dismiss").addEventListener("click", () => showNotice(""));
-onAccessError((error) => {
-  // 401: this page has no (valid) credential; 403: a grant is missing (the message names the topic).
-  const what = error.status === 401 ? "The server needs a token" : "Not allowed";
-  showNotice(`${what}: ${error.describe()}`);
+const accessControl = new Access(showNotice, () => {
+  // A new session cookie: list the topics it may see and reopen the streams it refused.
+  topics.refresh();
+  for (const panel of [inspector, charts, latest]) if (panel.stream) panel.stream.reopen();
 });
+
+document.getElementById("notice-dismiss").addEventListener("click", () => showNotice(""));
+// 401: this page has no (valid) credential; 403: a grant is missing (the message names the topic).
+onAccessError((error) => accessControl.refused(error));
 
 bindSettings(settings, (name) => {
   if (name === "maxRows") inspector.flush();
@@ -123,4 +128,4 @@ bindSettings(settings, (name) => {
 topics.start();
 
 // For tests and for the console: the panels' state as data (`broadcasterUI.charts.model()`).
-window.broadcasterUI = { settings, tabs, topics, inspector, charts, latest, publisher };
+window.broadcasterUI = { settings, tabs, topics, inspector, charts, latest, publisher, access: accessControl };

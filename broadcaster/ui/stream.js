@@ -127,6 +127,15 @@ export class Stream {
     this.open();
   }
 
+  /** Open again with new credentials (a new session cookie); a stream the user stopped stays stopped. */
+  reopen() {
+    if (this.state === "idle" || this.state === "closed") return;
+    if (this.timer) clearTimeout(this.timer);
+    this.attempt = 0;
+    this.error = null;
+    this.resume();
+  }
+
   close() {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);

@@ -45,7 +45,7 @@ export class TopicsList {
       this.render();
       setText(this.status, `${this.topics.length} topic${this.topics.length === 1 ? "" : "s"} · updated ${clock(Date.now()).slice(0, 8)}`);
       this.status.dataset.state = "ok";
-      this.onStatus(null);
+      this.onStatus(null, answer.access);
     } catch (error) {
       const why = error instanceof ApiError ? error.describe() : String(error);
       setText(this.status, `cannot list topics: ${why}`);
