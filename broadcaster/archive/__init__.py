@@ -1,0 +1,29 @@
+"""The archive: chosen topics written to NDJSON segment files, read back for listings, exports, resumes.
+
+Core code (no HTTP): `Archiver` writes, `ArchiveCatalog` reads; `broadcaster.http.archive`
+serves them. The layout of the files is described in `_layout` and docs/archive.md.
+"""
+
+from __future__ import annotations
+
+from ._archiver import Archiver
+from ._catalog import ArchiveCatalog, SegmentInfo
+from ._export import Bound, Range, events_of, export_blocks
+from ._options import ArchiveOptions, parse_fsync, parse_patterns
+from ._service import ServerArchive, check_server_settings, server_archive
+
+__all__ = [
+    "ArchiveCatalog",
+    "ArchiveOptions",
+    "Archiver",
+    "Bound",
+    "Range",
+    "SegmentInfo",
+    "ServerArchive",
+    "check_server_settings",
+    "events_of",
+    "export_blocks",
+    "parse_fsync",
+    "parse_patterns",
+    "server_archive",
+]

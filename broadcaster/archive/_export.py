@@ -1,0 +1,178 @@
+"""Reading a range of a topic's archive across segments: the export download and deep resume.
+
+A range is bounded by event ids or by times (`Bound`). Segments wholly inside it
+are streamed as they are, block by block; only the segments at its ends are read
+line by line (the head of each line gives its id and time without parsing its
+data). Blocks are read in a worker thread and gzip segments decompressed as they
+stream, so memory stays flat whatever the range's size.
+
+`reset` lines are kept when the hole they announce overlaps the range: dropped only
+when the event after them is before the range's start. (A `reset` line at the very
+end of a segment that lies wholly before the start is not seen.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from .._event import Event, EventId, parse_id
+from .._exceptions import InvalidEventId
+from . import _lines
+from ._catalog import ArchiveCatalog, SegmentInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """One end of a range: an event id or a time (Unix ms). `text` is what the client sent."""
+
+    text: str
+    id: EventId | None = None
+    ts: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Bound:
+        """An event id, or an ISO 8601 time or date (UTC unless it names an offset). Raises `ValueError`."""
+        try:
+            return cls(text, id=parse_id(text))
+        except InvalidEventId:
+            pass
+        try:
+            when = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"{text[:64]!r} is neither an event id nor an ISO 8601 time (2025-01-14T10:00:00Z or 2025-01-14)"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return cls(text, ts=int(when.timestamp() * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Events from `start` (inclusive) to `end`: inclusive for an id, exclusive for a time.
+
+    `after` makes the start exclusive (deep resume: the events after the client's last one).
+    """
+
+    start: Bound | None = None
+    end: Bound | None = None
+    after: bool = False
+
+    def position(self, event_id: EventId, ts: int) -> int:
+        """-1 before the range, 0 inside, 1 after it."""
+        start, end = self.start, self.end
+        if start is not None:
+            if start.id is not None and (event_id < start.id or (self.after and event_id == start.id)):
+                return -1
+            if start.ts is not None and ts < start.ts:
+                return -1
+        if end is not None:
+            if end.id is not None and event_id > end.id:
+                return 1
+            if end.ts is not None and ts >= end.ts:
+                return 1
+        return 0
+
+    def covers(self, info: SegmentInfo) -> int | None:
+        """Where a described segment lies: -1 before, 1 after, 0 wholly inside; None: it straddles an end."""
+        if info.first_id is None or info.last_id is None or info.first_ts is None or info.last_ts is None:
+            return None  # no event in it (only reset lines): read it line by line
+        last = self.position(parse_id(info.last_id), info.last_ts)
+        first = self.position(parse_id(info.first_id), info.first_ts)
+        if last < 0:
+            return -1
+        if first > 0:
+            return 1
+        return 0 if first == last == 0 else None
+
+
+class _Filter:
+    """Keeps the lines of a stretch of a segment that fall in the range (see the module docstring)."""
+
+    def __init__(self, rng: Range) -> None:
+        self.range = rng
+        self.pending: list[bytes] = []
+        self.done = False
+
+    def feed(self, block: bytes) -> bytes:
+        out: list[bytes] = []
+        for line in block.splitlines(keepends=True):
+            head = _lines.event_head(line)
+            if head is not None:
+                position = self.range.position(parse_id(head[0]), head[2])
+            else:
+                record = _lines.parse_line(line)
+                if record is None or not _lines.is_event(record):
+                    self.pending.append(line)  # a reset line: its fate depends on the next event
+                    continue
+                position = self.range.position(parse_id(str(record["id"])), int(record["ts"]))
+            if position < 0:
+                self.pending.clear()
+                continue
+            out.extend(self.pending)
+            self.pending.clear()
+            if position > 0:
+                self.done = True
+                break
+            out.append(line)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        tail, self.pending = b"".join(self.pending), []
+        return tail
+
+
+async def _segment_blocks(info: SegmentInfo) -> AsyncIterator[bytes]:
+    f = await asyncio.to_thread(_lines.open_segment, info.path)
+    try:
+        blocks: Iterator[bytes] = _lines.read_blocks(f, None if info.gzip else info.size)
+        while (block := await asyncio.to_thread(next, blocks, None)) is not None:
+            yield block
+    finally:
+        await asyncio.to_thread(f.close)
+
+
+def plan(catalog: ArchiveCatalog, topic: str, rng: Range) -> list[tuple[SegmentInfo, bool]]:
+    """The segments to read, oldest first, each with whether it must be filtered line by line. Blocking."""
+    chosen = []
+    for info in catalog.segments(topic):
+        info = catalog.describe(info)
+        where = rng.covers(info)
+        if where == 1:
+            break
+        if where != -1:
+            chosen.append((info, where is None))
+    return chosen
+
+
+async def export_blocks(catalog: ArchiveCatalog, topic: str, rng: Range) -> AsyncIterator[bytes]:
+    """The range's lines as blocks of whole NDJSON lines, oldest first."""
+    segments = await asyncio.to_thread(plan, catalog, topic, rng)
+    line_filter = _Filter(rng)
+    for info, filtered in segments:
+        async for block in _segment_blocks(info):
+            if not filtered:
+                yield line_filter.finish() + block
+                continue
+            kept = line_filter.feed(block)
+            if kept:
+                yield kept
+            if line_filter.done:
+                return
+    tail = line_filter.finish()
+    if tail:
+        yield tail
+
+
+def events_of(topic: str, block: bytes) -> list[Event]:
+    """The events of a block of segment lines (reset lines skipped), as `Event`s sharing the line's data bytes."""
+    events = []
+    for line in block.splitlines():
+        head = _lines.event_head(line)
+        if head is not None:
+            event_id, event_type, ts, start = head
+            events.append(Event(topic, event_id, event_type, line[start:-1], ts))
+    return events
