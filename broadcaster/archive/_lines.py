@@ -89,11 +89,16 @@ def lines_backward(f: IO[bytes], end: int) -> Iterator[bytes]:
     """The lines of `f` before offset `end` (a line boundary), newest first, without their newline."""
     pos = end
     tail = b""
+    newest = True
     while pos > 0:
         n = min(BLOCK_BYTES, pos)
         pos -= n
         f.seek(pos)
-        parts = (f.read(n) + tail).split(b"\n")
+        data = f.read(n) + tail
+        if newest:
+            newest = False
+            data = data.removesuffix(b"\n")  # `end` is a line boundary: no empty line after it
+        parts = data.split(b"\n")
         tail = parts[0]  # may continue in the block before
         if len(tail) > MAX_LINE_BYTES:
             raise ValueError(f"a line of more than {MAX_LINE_BYTES} bytes: not a segment")

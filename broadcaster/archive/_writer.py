@@ -245,12 +245,14 @@ class ArchiveWriter:
         closed: list[Path] = []
         limit = self.options.segment_bytes
         segment = self._open.get(topic)
-        for item in items:
+        for index, item in enumerate(items):
             if type(item) is Event:
                 line, ts = item.render_ndjson(), item.ts
             else:
                 assert isinstance(item, Control)
-                ts = now_ms()
+                # A marker takes the time of the event it precedes (catch-up events are older than
+                # now), so that it lands in that event's segment; alone, the time of writing.
+                ts = next((i.ts for i in items[index + 1 :] if type(i) is Event), None) or now_ms()
                 line = orjson.dumps({**item.as_dict(), "ts": ts}) + b"\n"
             if segment is not None:
                 size = segment.size + segment.pending_bytes
