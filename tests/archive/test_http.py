@@ -21,6 +21,11 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _append(path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
 def _parts(response) -> list[tuple[str, bytes]]:
     """The (Content-Range, body) of each part of a multipart/byteranges answer."""
     boundary = response.headers["content-type"].split("boundary=")[1].encode()
@@ -45,7 +50,7 @@ async def test_listing_names_every_segment_newest_first_with_ids_times_and_state
         assert (
             item["bytes"] == built.segments["open"].size
             if item["open"]
-            else os.path.getsize(files[int(item["name"][:8])])
+            else files[int(item["name"][:8])].stat().st_size
         )
         assert item["first_ts"] <= item["last_ts"]
         assert item["url"] == f"{BASE}/{item['name']}"
@@ -216,8 +221,7 @@ async def test_open_segment_if_range_with_its_weak_etag_gets_the_whole(archive_c
 async def test_open_segment_is_served_up_to_its_last_whole_line_and_a_range_resume_continues(archive_client, built):
     info = built.segments["open"]
     url = f"{BASE}/{info.name}"
-    with open(info.path, "ab") as f:
-        f.write(b'{"id":"half a line being written')  # a write in progress, as another process sees it
+    _append(info.path, b'{"id":"half a line being written')  # a write in progress, as another process sees it
     async with archive_client() as client:
         first = await client.get(url)
         assert first.content == info.path.read_bytes()[: info.size] and first.content.endswith(b"\n")

@@ -25,6 +25,8 @@ import pytest
 from broadcaster import Hub, Settings
 from broadcaster.archive._layout import STATE_NAME, segment_files
 
+from ..support.waiting import eventually
+
 EVENTS = int(os.environ.get("ARCHIVE_KILL_EVENTS", "3000"))
 RATE = float(os.environ.get("ARCHIVE_KILL_RATE", "1500"))
 KILLS = 3
@@ -54,18 +56,13 @@ async def _start(root: Path, redis_url: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(sys.executable, *args, stderr=asyncio.subprocess.PIPE)
 
 
-async def _running(root: Path, process: asyncio.subprocess.Process) -> None:
-    """Until the archiver has opened the directory (its state file names its pid): its signal handlers are set."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if orjson.loads((root / STATE_NAME).read_bytes())["pid"] == process.pid:
-                return
-        except (OSError, orjson.JSONDecodeError, KeyError):
-            pass
-        assert process.returncode is None, "the archiver exited"
-        await asyncio.sleep(0.02)
-    raise AssertionError("the archiver did not open its directory within 20 s")
+def _opened_by(root: Path, process: asyncio.subprocess.Process) -> bool:
+    """Whether the archiver has opened the directory (its state file names its pid): its signal handlers are set."""
+    assert process.returncode is None, "the archiver exited"
+    try:
+        return bool(orjson.loads((root / STATE_NAME).read_bytes())["pid"] == process.pid)
+    except (OSError, orjson.JSONDecodeError, KeyError):
+        return False
 
 
 async def _produce(hub: Hub, record: list[str]) -> None:
@@ -92,9 +89,7 @@ async def test_archiver_killed_three_times_keeps_every_event_exactly_once_in_ord
             for kill in range(KILLS):
                 # Let it run and write for a while (a random share of a third of the run), then kill it.
                 before = len(_scan(tmp_path)[0])
-                deadline = time.monotonic() + 20
-                while len(_scan(tmp_path)[0]) <= before and time.monotonic() < deadline:
-                    await asyncio.sleep(0.02)
+                await eventually(lambda n=before: len(_scan(tmp_path)[0]) > n, within=20, what="the archiver writes")
                 await asyncio.sleep(rng.uniform(0.1, 0.5) * EVENTS / RATE / KILLS)
                 process.send_signal(signal.SIGKILL)
                 assert await process.wait() == -signal.SIGKILL
@@ -103,10 +98,8 @@ async def test_archiver_killed_three_times_keeps_every_event_exactly_once_in_ord
                 assert ids == record[: len(ids)], f"kill {kill + 1}: the files do not match the producer's record"
                 process = await _start(tmp_path, redis_url)
             await producer
-            deadline = time.monotonic() + 30
-            while len(_scan(tmp_path)[0]) < len(record) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            await _running(tmp_path, process)
+            await eventually(lambda: len(_scan(tmp_path)[0]) >= len(record), within=30, interval=0.05)
+            await eventually(lambda: _opened_by(tmp_path, process), within=20, what="the archiver started")
             process.send_signal(signal.SIGTERM)
             assert await process.wait() == 0
         finally:
