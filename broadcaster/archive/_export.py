@@ -6,9 +6,10 @@ line by line (the head of each line gives its id and time without parsing its
 data). Blocks are read in a worker thread and gzip segments decompressed as they
 stream, so memory stays flat whatever the range's size.
 
-`reset` lines are kept when the hole they announce overlaps the range: dropped only
-when the event after them is before the range's start. (A `reset` line at the very
-end of a segment that lies wholly before the start is not seen.)
+A `reset` line is kept when the hole it announces (the ids between the events
+around it) overlaps the range; with `after` (deep resume) any hole after the start
+does. (A `reset` line at the very end of a segment that lies wholly before the start
+is not seen.)
 """
 
 from __future__ import annotations
@@ -76,17 +77,31 @@ class Range:
                 return 1
         return 0
 
+    def past_start(self, event_id: EventId, ts: int) -> bool:
+        """Whether an event in the range lies beyond its start: a hole just before it is in the range."""
+        start = self.start
+        if start is None or self.after:
+            return True
+        return event_id > start.id if start.id is not None else start.ts is None or ts > start.ts
+
+    def at_end(self, event_id: EventId) -> bool:
+        """Whether an event is the range's last (its end is this id)."""
+        return self.end is not None and self.end.id == event_id
+
     def covers(self, info: SegmentInfo) -> int | None:
         """Where a described segment lies: -1 before, 1 after, 0 wholly inside; None: it straddles an end."""
         if info.first_id is None or info.last_id is None or info.first_ts is None or info.last_ts is None:
             return None  # no event in it (only reset lines): read it line by line
-        last = self.position(parse_id(info.last_id), info.last_ts)
-        first = self.position(parse_id(info.first_id), info.first_ts)
+        first_id, last_id = parse_id(info.first_id), parse_id(info.last_id)
+        last = self.position(last_id, info.last_ts)
+        first = self.position(first_id, info.first_ts)
         if last < 0:
             return -1
         if first > 0:
             return 1
-        return 0 if first == last == 0 else None
+        # Wholly inside, and no reset line at either end can announce a hole outside the range.
+        inside = first == last == 0 and self.past_start(first_id, info.first_ts) and not self.at_end(last_id)
+        return 0 if inside else None
 
 
 class _Filter:
@@ -102,22 +117,29 @@ class _Filter:
         for line in block.splitlines(keepends=True):
             head = _lines.event_head(line)
             if head is not None:
-                position = self.range.position(parse_id(head[0]), head[2])
+                event_id, ts = parse_id(head[0]), head[2]
             else:
                 record = _lines.parse_line(line)
                 if record is None or not _lines.is_event(record):
-                    self.pending.append(line)  # a reset line: its fate depends on the next event
+                    self.pending.append(line)  # a reset line: its fate depends on the events around it
                     continue
-                position = self.range.position(parse_id(str(record["id"])), int(record["ts"]))
+                event_id, ts = parse_id(str(record["id"])), int(record["ts"])
+            position = self.range.position(event_id, ts)
             if position < 0:
                 self.pending.clear()
                 continue
-            out.extend(self.pending)
-            self.pending.clear()
             if position > 0:
+                out.extend(self.pending)  # a hole between an event inside and one after the end
+                self.pending.clear()
                 self.done = True
                 break
+            if self.pending and self.range.past_start(event_id, ts):
+                out.extend(self.pending)  # a hole that reaches into the range
+            self.pending.clear()
             out.append(line)
+            if self.range.at_end(event_id):
+                self.done = True  # nothing after the last event of the range belongs to it
+                break
         return b"".join(out)
 
     def finish(self) -> bytes:
