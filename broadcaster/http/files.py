@@ -41,7 +41,7 @@ from starlette.types import Receive, Scope, Send
 from ..archive import SegmentInfo
 from .errors import error_response
 
-CHUNK_BYTES = 256 * 1024
+CHUNK_BYTES = 131072
 _ETAG_RE = re.compile(r'(?:W/)?"[^"]*"|\*')
 
 
@@ -87,7 +87,8 @@ def _range_applies(headers: Headers, etag: str, last_modified: str) -> bool:
 class _SegmentResponse(FileResponse):
     """`FileResponse` whose full body stops at `length` (the file may be growing)."""
 
-    chunk_size = CHUNK_BYTES
+    # Starlette's 64 KB chunks: with 10 clients of a 1 GB file, 128 KB halves the thread hops but puts the
+    # server's RSS growth near 10 MB, 256 KB past it (docs/benchmarks.md). Memory is the promise here.
 
     def __init__(self, info: SegmentInfo, *, headers: dict[str, str], ignore_range: bool) -> None:
         # The served length, not the file's: FileResponse takes ranges and Content-Length from it (and
