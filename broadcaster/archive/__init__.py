@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ._archiver import Archiver
 from ._catalog import ArchiveCatalog, SegmentInfo
-from ._export import Bound, Range, events_of, export_blocks
+from ._deep import DeepReplay
+from ._export import Bound, Range, export_blocks, items_of
 from ._options import ArchiveOptions, parse_fsync, parse_patterns
 from ._service import ServerArchive, check_server_settings, server_archive
 
@@ -20,9 +21,10 @@ __all__ = [
     "Range",
     "SegmentInfo",
     "ServerArchive",
+    "DeepReplay",
     "check_server_settings",
-    "events_of",
     "export_blocks",
+    "items_of",
     "parse_fsync",
     "parse_patterns",
     "server_archive",

@@ -5,15 +5,18 @@ How it keeps "exactly once, in order" across restarts, outages and slow disks:
 1. `start()` repairs the directory and reads back, per topic, the id of the newest
    archived event; then it subscribes live (from here on, nothing published is missed:
    the in-server archiver does this before the server reports healthy).
-2. It catches up every matching topic from the retained history, after that id (from
-   the oldest retained event for a topic it has no file of), page by page.
+2. Each topic catches up from the retained history once, after that id (from the oldest
+   retained event for a topic it has no file of), up to the topic's first live event:
+   every event older than that one was published before the subscription (the live
+   stream delivers everything after it, in order), so history and live meet exactly
+   there, even while events are still on their way from the backend to the
+   subscription. A topic that stays quiet for a second catches up from the whole history.
 3. Then it follows the live subscription, dropping events of a topic with an id up to
-   the newest one written: ids increase per topic, so one comparison per event is the
-   whole seam between history and live, whatever the order the topics interleave in.
+   the newest one written (ids increase per topic).
 4. The subscription drops rather than disconnects when the disk is slower than the
    publishers (`drop-newest`); the `gap` it gets, like a backend's own `gap` after an
-   outage, sends it back to step 2. Events are lost only if the history no longer
-   holds them, and then a `reset` line in the topic's segment says so.
+   outage, sends every topic back to step 2. Events are lost only if the history no
+   longer holds them, and then a `reset` line in the topic's segment says so.
 
 A `reset` line is written when the history cannot cover what the archiver missed:
 the history was trimmed past the newest archived event, the archiver was stopped
@@ -92,6 +95,15 @@ class Archiver:
         self._to_compress: asyncio.Queue[Path] = asyncio.Queue()
         self._stopping = False
         self._next_tick = 0.0
+        #: Live items taken from the subscription and not written yet (a write or read failed).
+        self._held: list[Event | Control] = []
+        self._written_upto = 0
+        #: Topics caught up from the history since the subscription (or its last gap).
+        self._caught: set[str] = set()
+        #: When to catch up the topics that had no live event (None: all are caught up).
+        self._scan_at: float | None = None
+        #: Topics whose first catch-up must check what the previous run may have lost.
+        self._check_previous: set[str] = set()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -105,6 +117,7 @@ class Archiver:
         previous = self._previous = await asyncio.to_thread(self.writer.open)
         for topic, newest in previous.last_ids.items():
             self._set_last(topic, newest)
+        self._check_previous = set(previous.last_ids)
         for path in self.writer.uncompressed():
             self._to_compress.put_nowait(path)
         settings = self.hub.settings
@@ -154,17 +167,15 @@ class Archiver:
 
     async def _run(self) -> None:
         delay = RETRY_MIN_S
-        first = True
         while True:
             try:
-                await self._catch_up(check_previous=first)
-                first = False
-                delay = RETRY_MIN_S
                 if await self._follow():
                     break  # the subscription ended
+                delay = RETRY_MIN_S
             except (BackendError, OSError) as exc:
                 if self._stopping:
                     break
+                self._caught.clear()  # catch every topic up again: the failure may have cost events
                 wait = delay * random.uniform(0.8, 1.2)
                 logger.warning("archiver: %s; catching up from history again in %.1fs", exc, wait)
                 await asyncio.sleep(wait)
@@ -173,7 +184,10 @@ class Archiver:
                 break
         try:
             if not self.hub.closed:
-                await self._catch_up(check_previous=False)  # published but not delivered yet
+                # Nothing arrives live any more: the history alone holds what was published but
+                # not delivered yet.
+                for topic in await self._topics():
+                    await self._catch_up(topic, None)
         except (BackendError, OSError, HubClosed) as exc:
             logger.warning("archiver: the final catch-up failed: %s", exc)
         finally:
@@ -190,11 +204,6 @@ class Archiver:
             topics.update(info.topic for info in await self.hub.retained_topics(pattern))
         return sorted(topics)
 
-    async def _catch_up(self, *, check_previous: bool) -> None:
-        self.catch_ups += 1
-        for topic in await self._topics():
-            await self._catch_up_topic(topic, self._previous_loss(topic) if check_previous else None)
-
     def _previous_loss(self, topic: str) -> str | None:
         """Why events after the previous run's last one may be missing from the history, if they may."""
         previous = self._previous
@@ -207,22 +216,34 @@ class Archiver:
             return "the archiver was stopped for longer than the history's ttl"
         return None
 
-    async def _catch_up_topic(self, topic: str, loss: str | None) -> None:
+    async def _catch_up(self, topic: str, before: EventId | None) -> None:
+        """Write the retained history after the newest archived event (and before `before`, if given)."""
+        self.catch_ups += 1
+        loss = self._previous_loss(topic) if topic in self._check_previous else None
+        self._check_previous.discard(topic)
         after = self.last.get(topic)
+        first = True
         while True:
             page = await self.hub.history(topic, after=after, limit=PAGE_SIZE)
             items: list[Event | Control] = []
-            if after is not None and page.trimmed is not None and page.trimmed > after:
+            if first and after is not None and page.trimmed is not None and page.trimmed > after:
                 loss = "the history was trimmed past the newest archived event"
+            first = False
             if loss is not None:
                 items.append(self._reset(topic, loss))
                 loss = None
-            items.extend(page.events)
+            events = page.events
+            done = not events
+            if before is not None and events and events[-1].seq >= before:
+                events = [e for e in events if e.seq < before]
+                done = True
+            items.extend(events)
             if items:
                 await self._write(topic, items)
-            if not page.events:
-                return
+            if done:
+                break
             after = page.events[-1].seq
+        self._caught.add(topic)
 
     def _reset(self, topic: str, reason: str) -> Control:
         newest = self._last_text.get(topic)
@@ -231,41 +252,72 @@ class Archiver:
         return Control("reset", {"reason": reason, "last_event_id": newest, "topics": [topic]})
 
     async def _follow(self) -> bool:
-        """Write live events until a `gap` (return False: catch up again) or the end (return True)."""
+        """Write live events, catching topics up on the way; True when the subscription ended.
+
+        Raises what a write or a history read raises; the items not written yet are kept
+        for the next call.
+        """
         sub = self._sub
         assert sub is not None
+        self._scan_at = time.monotonic() + TICK_S
         while True:
             try:
                 async with asyncio.timeout(TICK_S):
                     await sub.wait()
             except TimeoutError:
                 pass
-            items = sub.drain()
-            batch: dict[str, list[Event | Control]] = {}
-            gap = False
-            newest: dict[str, EventId] = {}
-            for item in items:
-                if type(item) is Event:
-                    seq = item.seq
-                    last = newest.get(item.topic) or self.last.get(item.topic)
-                    if last is None or seq > last:
-                        newest[item.topic] = seq
-                        batch.setdefault(item.topic, []).append(item)
-                elif isinstance(item, Control) and item.kind == "gap":
-                    # Events after a gap are newer than the lost ones: the history has them all, in order.
-                    gap = True
-                    break
-            for topic, topic_items in batch.items():
-                await self._write(topic, topic_items)
+            items, self._held = self._held + sub.drain(), []
+            try:
+                await self._write_live(items)
+            except BaseException:
+                self._held = items[self._written_upto :] + self._held
+                raise
+            if self._scan_at is not None and time.monotonic() >= self._scan_at:
+                # Topics with no live event for a tick: nothing of theirs is on its way, the history is all.
+                # Once every topic is caught up, new ones arrive live: no more listings until a gap.
+                for topic in await self._topics():
+                    if topic not in self._caught:
+                        await self._catch_up(topic, None)
+                self._scan_at = None
             if time.monotonic() >= self._next_tick:
                 self._next_tick = time.monotonic() + TICK_S
                 for path in await asyncio.to_thread(self.writer.tick):
                     self._to_compress.put_nowait(path)
-            if gap:
-                logger.info("archiver: the live subscription dropped events; catching up from history")
-                return False
             if sub.ended:
                 return True
+
+    async def _write_live(self, items: list[Event | Control]) -> None:
+        """Write live items in order: per topic in one batch, a topic's catch-up before its first event."""
+        batch: dict[str, list[Event | Control]] = {}
+        newest: dict[str, EventId] = {}
+        self._written_upto = 0
+
+        async def flush(upto: int) -> None:
+            for topic, topic_items in batch.items():
+                await self._write(topic, topic_items)
+            batch.clear()
+            newest.clear()
+            self._written_upto = upto
+
+        for index, item in enumerate(items):
+            if type(item) is Event:
+                topic = item.topic
+                if topic not in self._caught:
+                    await flush(index)
+                    await self._catch_up(topic, item.seq)
+                seq = item.seq
+                last = newest.get(topic) or self.last.get(topic)
+                if last is None or seq > last:
+                    newest[topic] = seq
+                    batch.setdefault(topic, []).append(item)
+            elif isinstance(item, Control) and item.kind == "gap":
+                # Events were dropped here: write what came before, then every topic catches up
+                # again (from the history, up to its next live event).
+                await flush(index + 1)
+                self._caught.clear()
+                self._scan_at = time.monotonic() + TICK_S
+                logger.info("archiver: the live subscription dropped events; catching up from history")
+        await flush(len(items))
 
     async def _write(self, topic: str, items: list[Event | Control]) -> None:
         try:

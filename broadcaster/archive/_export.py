@@ -15,11 +15,12 @@ is not seen.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 
-from .._event import Event, EventId, parse_id
+from .._event import Control, Event, EventId, parse_id
 from .._exceptions import InvalidEventId
 from . import _lines
 from ._catalog import ArchiveCatalog, SegmentInfo
@@ -147,7 +148,7 @@ class _Filter:
         return tail
 
 
-async def _segment_blocks(info: SegmentInfo) -> AsyncIterator[bytes]:
+async def _segment_blocks(info: SegmentInfo) -> AsyncGenerator[bytes, None]:
     f = await asyncio.to_thread(_lines.open_segment, info.path)
     try:
         blocks: Iterator[bytes] = _lines.read_blocks(f, None if info.gzip else info.size)
@@ -170,31 +171,41 @@ def plan(catalog: ArchiveCatalog, topic: str, rng: Range) -> list[tuple[SegmentI
     return chosen
 
 
-async def export_blocks(catalog: ArchiveCatalog, topic: str, rng: Range) -> AsyncIterator[bytes]:
+async def export_blocks(catalog: ArchiveCatalog, topic: str, rng: Range) -> AsyncGenerator[bytes, None]:
     """The range's lines as blocks of whole NDJSON lines, oldest first."""
     segments = await asyncio.to_thread(plan, catalog, topic, rng)
     line_filter = _Filter(rng)
     for info, filtered in segments:
-        async for block in _segment_blocks(info):
-            if not filtered:
-                yield line_filter.finish() + block
-                continue
-            kept = line_filter.feed(block)
-            if kept:
-                yield kept
-            if line_filter.done:
-                return
+        # aclosing: a consumer that stops early (deep resume at the history's seam) closes the file now.
+        async with contextlib.aclosing(_segment_blocks(info)) as blocks:
+            async for block in blocks:
+                if not filtered:
+                    yield line_filter.finish() + block
+                    continue
+                kept = line_filter.feed(block)
+                if kept:
+                    yield kept
+                if line_filter.done:
+                    return
     tail = line_filter.finish()
     if tail:
         yield tail
 
 
-def events_of(topic: str, block: bytes) -> list[Event]:
-    """The events of a block of segment lines (reset lines skipped), as `Event`s sharing the line's data bytes."""
-    events = []
+def items_of(topic: str, block: bytes) -> list[Event | Control]:
+    """The events and `reset` lines of a block of segment lines, as the stream sends them.
+
+    An event shares the line's data bytes (no JSON parsing of the data); a `reset` line becomes
+    a `reset` control message (without the `ts` the archive adds).
+    """
+    items: list[Event | Control] = []
     for line in block.splitlines():
         head = _lines.event_head(line)
         if head is not None:
             event_id, event_type, ts, start = head
-            events.append(Event(topic, event_id, event_type, line[start:-1], ts))
-    return events
+            items.append(Event(topic, event_id, event_type, line[start:-1], ts))
+            continue
+        record = _lines.parse_line(line)
+        if record is not None and record.get("control") == "reset":
+            items.append(Control("reset", {k: v for k, v in record.items() if k not in ("control", "ts")}))
+    return items

@@ -141,3 +141,16 @@ async def test_archiver_refuses_a_directory_another_archiver_writes(hub, tmp_pat
         assert hub.subscriptions == 0
     finally:
         writer.close()
+
+
+async def test_archiver_started_into_a_burst_larger_than_the_history_keeps_all_of_it(make_settings, tmp_path):
+    """Live events still on their way to the subscription are older than the history read just after:
+    each topic catches up only up to its first live event, so none of them is skipped."""
+    async with Hub(settings=make_settings(history_size=5)) as hub:
+        await _publish(hub, "t.a", range(1, 11))  # retained: 6..10, until the burst trims them
+        async with _archiver(hub, tmp_path) as archiver:
+            await _publish(hub, "t.a", range(11, 61))  # at once: 50 more, the history keeps 56..60
+            await eventually(lambda: archiver.written >= 50, what="11..60 archived")
+    # Everything published after it subscribed, although its first history read found only 56..60.
+    assert event_numbers(read_topic(tmp_path, "t.a")) == list(range(11, 61))
+    assert archiver.resets == 0
