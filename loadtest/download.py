@@ -37,7 +37,8 @@ from pathlib import Path
 
 from loadtest import procstat
 from loadtest.processes import RssSampler, broadcaster_server, rss_kb, stop
-from loadtest.targets import HOST, free_port
+from loadtest.targets import HOST
+from tests.support.redis_server import free_port
 
 TOPIC = "bench.download"
 SEGMENT = "00000001-20250114T100000Z.ndjson"

@@ -45,7 +45,7 @@ from .._topics import matches_any
 from .._types import OverflowPolicy
 from ._layout import archived_topics
 from ._options import ArchiveOptions
-from ._writer import ArchiveWriter, Previous, now_ms
+from ._writer import ArchiveWriter, Previous, RenderLines, now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ STOP_TIMEOUT_S = 10.0
 class Archiver:
     """Writes the events of topics matching `patterns` to the archive at `root`. An async context manager.
 
+    `render` gives an event's NDJSON line (`http.encoders.NDJSONEncoder().download`).
     `history_survives_restart` is False for the memory backend, whose history dies with the
     process: then a run that did not stop cleanly may have lost its last events, and the
     next one says so with `reset` lines.
@@ -71,6 +72,7 @@ class Archiver:
         patterns: Sequence[str],
         options: ArchiveOptions,
         *,
+        render: RenderLines,
         history_survives_restart: bool = True,
     ) -> None:
         if not patterns:
@@ -80,7 +82,7 @@ class Archiver:
         self.patterns = list(patterns)
         self.options = options
         self.history_survives_restart = history_survives_restart
-        self.writer = ArchiveWriter(root, options)
+        self.writer = ArchiveWriter(root, options, render)
         #: Per topic: the newest event id written (the seam between history and live).
         self.last: dict[str, EventId] = {}
         self._last_text: dict[str, str] = {}
@@ -223,8 +225,8 @@ class Archiver:
         self._check_previous.discard(topic)
         after = self.last.get(topic)
         first = True
-        while True:
-            page = await self.hub.history(topic, after=after, limit=PAGE_SIZE)
+        # Stopping early at `before` leaves the page iterator unfinished: it holds nothing but its position.
+        async for page in self.hub.history_pages(topic, after=after, page_size=PAGE_SIZE):
             items: list[Event | Control] = []
             if first and after is not None and page.trimmed is not None and page.trimmed > after:
                 loss = "the history was trimmed past the newest archived event"
@@ -233,7 +235,7 @@ class Archiver:
                 items.append(self._reset(topic, loss))
                 loss = None
             events = page.events
-            done = not events
+            done = False
             if before is not None and events and events[-1].seq >= before:
                 events = [e for e in events if e.seq < before]
                 done = True
@@ -242,7 +244,6 @@ class Archiver:
                 await self._write(topic, items)
             if done:
                 break
-            after = page.events[-1].seq
         self._caught.add(topic)
 
     def _reset(self, topic: str, reason: str) -> Control:

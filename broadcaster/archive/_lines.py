@@ -36,7 +36,7 @@ class SegmentMeta:
         return {"first_id": self.first_id, "last_id": self.last_id, "first_ts": self.first_ts, "last_ts": self.last_ts}
 
 
-#: The head of an event line as `Event.render_ndjson` writes it; the data follows, then `}`.
+#: The head of an event line as the NDJSON encoder writes it; the data follows, then `}`.
 _EVENT_HEAD = re.compile(
     rb'\{"id":"([^"]{1,64})","topic":"[^"]{1,200}","type":"([^"]{1,64})","ts":(-?[0-9]{1,16}),"data":'
 )

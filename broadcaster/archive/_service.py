@@ -15,6 +15,7 @@ from .._hub import Hub
 from ._archiver import Archiver
 from ._catalog import ArchiveCatalog
 from ._options import ArchiveOptions, parse_patterns
+from ._writer import RenderLines
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def check_server_settings(settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def server_archive(settings: Settings, hub: Hub) -> AsyncIterator[ServerArchive | None]:
+async def server_archive(settings: Settings, hub: Hub, render: RenderLines) -> AsyncIterator[ServerArchive | None]:
     """None without `archive_dir`; else the catalog, and the archiver if `archive_topics` is set.
 
     The archiver is subscribed when this yields, so it misses nothing published after the
@@ -60,5 +61,5 @@ async def server_archive(settings: Settings, hub: Hub) -> AsyncIterator[ServerAr
         return
     patterns = parse_patterns(settings.archive_topics)
     options = ArchiveOptions.from_settings(settings)
-    async with Archiver(hub, root, patterns, options, history_survives_restart=False) as archiver:
+    async with Archiver(hub, root, patterns, options, render=render, history_survives_restart=False) as archiver:
         yield ServerArchive(catalog, archiver)

@@ -26,7 +26,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+#: Events to their NDJSON lines, newline-terminated, without caching them on the events.
+RenderLines = Callable[[Iterable[Event]], bytes]
 
 
 @dataclass(slots=True)
@@ -88,9 +92,12 @@ class Previous:
 class ArchiveWriter:
     """Writes one archive directory. Use `open()` first and `close()` at the end."""
 
-    def __init__(self, root: Path, options: ArchiveOptions) -> None:
+    def __init__(self, root: Path, options: ArchiveOptions, render: RenderLines) -> None:
         self.root = root
         self.options = options
+        #: The NDJSON stream's lines of events (`http.encoders.NDJSONEncoder.download`): the
+        #: archive's lines are the stream's, and the core does not frame (it does not import http/).
+        self.render = render
         self._open: dict[str, _Open] = {}
         self._next_seq: dict[str, int] = {}
         self._closed: list[_Closed] = []
@@ -247,7 +254,7 @@ class ArchiveWriter:
         segment = self._open.get(topic)
         for index, item in enumerate(items):
             if type(item) is Event:
-                line, ts = item.render_ndjson(), item.ts
+                line, ts = self.render((item,)), item.ts
             else:
                 assert isinstance(item, Control)
                 # A marker takes the time of the event it precedes (catch-up events are older than

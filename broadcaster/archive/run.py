@@ -11,6 +11,7 @@ import uvloop
 
 from .._config import Settings
 from .._hub import Hub
+from ..http.encoders import NDJSONEncoder  # the runner, not the archiver, picks the line format
 from ._archiver import Archiver
 from ._options import ArchiveOptions, parse_patterns
 
@@ -27,7 +28,8 @@ async def archive_until_stopped(settings: Settings, stop: asyncio.Event | None =
     root = Path(settings.archive_dir)
     patterns = parse_patterns(settings.archive_topics)
     async with Hub(settings=settings) as hub:
-        async with Archiver(hub, root, patterns, ArchiveOptions.from_settings(settings)) as archiver:
+        options = ArchiveOptions.from_settings(settings)
+        async with Archiver(hub, root, patterns, options, render=NDJSONEncoder().download) as archiver:
             waiter = asyncio.create_task(stop.wait())
             try:
                 while archiver.running and not stop.is_set():

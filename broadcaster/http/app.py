@@ -21,6 +21,7 @@ from .admission import start_admission
 from .body_timeout import BodyDeadline
 from ..archive import server_archive
 from .archive import router as archive_router
+from .encoders import NDJSONEncoder
 from .errors import install_error_handlers
 from .gate import DECISION_SCOPE_KEY
 from .openapi import exact_openapi
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
             app.state.monitor = await stack.enter_async_context(
                 StreamMonitor(heartbeat_s=settings.heartbeat_s, send_timeout_s=settings.send_timeout_s)
             )
-            app.state.archive = await stack.enter_async_context(server_archive(settings, app.state.hub))
+            archive = server_archive(settings, app.state.hub, NDJSONEncoder().download)
+            app.state.archive = await stack.enter_async_context(archive)
             yield
 
     app = GatedFastAPI(title="Broadcaster", version=__version__, description=DESCRIPTION, lifespan=lifespan)

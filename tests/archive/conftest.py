@@ -13,7 +13,7 @@ import pytest
 from broadcaster.archive import ArchiveCatalog, ArchiveOptions, SegmentInfo
 from broadcaster.archive._writer import ArchiveWriter
 
-from .support import make_events
+from .support import NDJSON_LINES, make_events
 
 TOPIC = "sensors.kitchen"
 
@@ -37,7 +37,7 @@ class Built:
 @pytest.fixture
 def built(tmp_path: Path) -> Iterator[Built]:
     """40 events of ~100 bytes in segments of 1000 bytes: the first one gzip, the last one open."""
-    writer = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=1000, gzip=True))
+    writer = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=1000, gzip=True), NDJSON_LINES)
     writer.open()
     closed = writer.write(TOPIC, make_events(TOPIC, 40, step_ms=1000))
     writer.compress(closed[0])

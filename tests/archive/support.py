@@ -10,6 +10,10 @@ import orjson
 
 from broadcaster import Event
 from broadcaster.archive._layout import segment_files
+from broadcaster.http.encoders import NDJSONEncoder
+
+#: The NDJSON stream's lines: what the server hands the archive to write.
+NDJSON_LINES = NDJSONEncoder().download
 
 BASE_MS = 1_736_848_800_000  # 2025-01-14T10:00:00Z
 

@@ -11,7 +11,7 @@ from broadcaster.archive._layout import STATE_NAME
 from broadcaster.archive._writer import ArchiveWriter, now_ms
 
 from ..support.waiting import eventually
-from .support import event_numbers, read_topic
+from .support import NDJSON_LINES, event_numbers, read_topic
 
 
 async def _publish(hub: Hub, topic: str, numbers: range) -> None:
@@ -19,7 +19,7 @@ async def _publish(hub: Hub, topic: str, numbers: range) -> None:
 
 
 def _archiver(hub: Hub, root, patterns=("t.*",), **options) -> Archiver:
-    return Archiver(hub, root, list(patterns), ArchiveOptions(**options))
+    return Archiver(hub, root, list(patterns), ArchiveOptions(**options), render=NDJSON_LINES)
 
 
 async def test_archiver_starts_from_the_oldest_retained_event_and_follows_live(hub, tmp_path):
@@ -99,7 +99,9 @@ async def test_archiver_after_an_unclean_stop_on_a_memory_backend_says_events_ma
     state = tmp_path / STATE_NAME
     state.write_bytes(orjson.dumps({"live_ms": now_ms(), "clean": False}))  # as a kill -9 leaves it
     async with Hub(settings=make_settings()) as fresh:  # a new process: an empty memory history
-        archiver = Archiver(fresh, tmp_path, ["t.*"], ArchiveOptions(), history_survives_restart=False)
+        archiver = Archiver(
+            fresh, tmp_path, ["t.*"], ArchiveOptions(), render=NDJSON_LINES, history_survives_restart=False
+        )
         async with archiver:
             await _publish(fresh, "t.a", range(4, 6))
             await eventually(lambda: archiver.written == 2)
@@ -114,7 +116,9 @@ async def test_archiver_clean_restart_on_a_memory_backend_writes_no_reset(make_s
             await _publish(hub, "t.a", range(1, 4))
             await eventually(lambda: archiver.written == 3)
     async with Hub(settings=make_settings()) as fresh:
-        async with Archiver(fresh, tmp_path, ["t.*"], ArchiveOptions(), history_survives_restart=False) as again:
+        async with Archiver(
+            fresh, tmp_path, ["t.*"], ArchiveOptions(), render=NDJSON_LINES, history_survives_restart=False
+        ) as again:
             await _publish(fresh, "t.a", range(4, 6))
             await eventually(lambda: again.written == 2)
     assert [line.get("control") for line in read_topic(tmp_path, "t.a")] == [None] * 5
@@ -133,7 +137,7 @@ async def test_archiver_stopped_longer_than_the_history_ttl_writes_a_reset(make_
 
 
 async def test_archiver_refuses_a_directory_another_archiver_writes(hub, tmp_path):
-    writer = ArchiveWriter(tmp_path, ArchiveOptions())
+    writer = ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES)
     writer.open()
     try:
         with pytest.raises(ConfigError, match="another archiver"):

@@ -20,7 +20,7 @@ from broadcaster.archive._writer import ArchiveWriter
 from ..support.servers import thread_server
 from ..support.waiting import eventually_sync
 from .conftest import TOPIC
-from .support import BASE_MS
+from .support import BASE_MS, NDJSON_LINES
 
 CURL = shutil.which("curl")
 pytestmark = [pytest.mark.e2e]
@@ -33,7 +33,7 @@ def _sha(data: bytes) -> str:
 @pytest.fixture
 def big(tmp_path: Path):
     """Segments of ~3 MB: a closed one, a gzip one (of random-ish data, so it stays large), an open one."""
-    writer = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=3_000_000, gzip=True))
+    writer = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=3_000_000, gzip=True), NDJSON_LINES)
     writer.open()
     events = [
         Event(

@@ -13,6 +13,7 @@ from broadcaster.archive._writer import ArchiveWriter
 
 from ..support.servers import thread_server
 from ..support.waiting import eventually, eventually_sync
+from .support import NDJSON_LINES
 
 TOPIC = "deep.sensor"
 
@@ -105,7 +106,7 @@ async def _replay(hub: Hub, root, after: str) -> tuple[list[int | str], DeepRepl
 async def test_deep_resume_after_the_history_expired_whole(make_settings, tmp_path):
     """The memory backend forgets an expired topic with its trim mark: the archive still fills the hole."""
     async with Hub(settings=make_settings(history_ttl_s=0.5)) as hub:
-        async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions()) as archiver:
+        async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions(), render=NDJSON_LINES) as archiver:
             first = await _archive(hub, tmp_path, range(1, 11))
             await eventually(lambda: archiver.written == 10)
             await eventually(lambda: _empty(hub), within=5, what="the history expired")
@@ -123,7 +124,7 @@ async def _empty(hub: Hub) -> bool:
 async def test_deep_resume_keeps_the_reset_when_the_archive_starts_after_the_resume_point(make_settings, tmp_path):
     async with Hub(settings=make_settings(history_size=5)) as hub:
         early = await _archive(hub, tmp_path, range(1, 21))  # 1..15 scroll out before any archiver runs
-        async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions()) as archiver:
+        async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions(), render=NDJSON_LINES) as archiver:
             await eventually(lambda: archiver.written == 5)  # it starts from the oldest retained: 16..20
             await _archive(hub, tmp_path, range(21, 31))  # 21..25 scroll out: archived only
             await eventually(lambda: archiver.written == 15)
@@ -136,7 +137,7 @@ async def test_deep_resume_keeps_the_reset_when_the_archive_starts_after_the_res
 async def test_deep_resume_passes_on_the_archives_own_reset_lines(make_settings, tmp_path):
     async with Hub(settings=make_settings(history_size=5)) as hub:
         events = await _archive(hub, tmp_path, range(1, 11))
-        writer = ArchiveWriter(tmp_path, ArchiveOptions())  # an archive with a hole after event 3
+        writer = ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES)  # an archive with a hole after event 3
         writer.open()
         hole = Control("reset", {"reason": "test", "last_event_id": events[2].id, "topics": [TOPIC]})
         writer.write(TOPIC, [*events[:3], hole, *events[6:]])
@@ -146,7 +147,7 @@ async def test_deep_resume_passes_on_the_archives_own_reset_lines(make_settings,
 
 
 async def test_resume_inside_the_history_does_not_read_the_archive(hub, tmp_path):
-    async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions()) as archiver:
+    async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions(), render=NDJSON_LINES) as archiver:
         events = await _archive(hub, tmp_path, range(1, 6))
         await eventually(lambda: archiver.written == 5)
         items, replay = await _replay(hub, tmp_path, events[1].id)
@@ -155,7 +156,7 @@ async def test_resume_inside_the_history_does_not_read_the_archive(hub, tmp_path
 
 async def test_deep_resume_of_a_pattern_stream_is_the_plain_replay(make_settings, tmp_path):
     async with Hub(settings=make_settings(history_size=5)) as hub:
-        async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions()) as archiver:
+        async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions(), render=NDJSON_LINES) as archiver:
             events = await _archive(hub, tmp_path, range(1, 21))
             await eventually(lambda: archiver.written == 20)
         replay = DeepReplay(hub, ArchiveCatalog(tmp_path), ["deep.*"], after=events[2].seq)

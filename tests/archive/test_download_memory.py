@@ -19,7 +19,7 @@ from broadcaster.archive import ArchiveOptions
 from broadcaster.archive._writer import ArchiveWriter
 
 from ..support.servers import ProcessServer
-from .support import BASE_MS
+from .support import BASE_MS, NDJSON_LINES
 
 pytestmark = [pytest.mark.e2e]
 CLIENTS = 10
@@ -27,7 +27,7 @@ TOPIC = "bench.segment"
 
 
 def _segment(root) -> tuple[str, int]:
-    writer = ArchiveWriter(root, ArchiveOptions(segment_bytes=1 << 30))
+    writer = ArchiveWriter(root, ArchiveOptions(segment_bytes=1 << 30), NDJSON_LINES)
     writer.open()
     pad = b'"' + b"x" * 1000 + b'"'
     for block in range(64):

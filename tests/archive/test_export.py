@@ -14,7 +14,7 @@ from broadcaster.archive import ArchiveCatalog, ArchiveOptions, Bound, Range, ex
 from broadcaster.archive._writer import ArchiveWriter
 
 from .conftest import TOPIC
-from .support import BASE_MS, make_events
+from .support import BASE_MS, NDJSON_LINES, make_events
 
 URL = f"/topics/{TOPIC}/archive/export"
 
@@ -39,7 +39,7 @@ async def test_export_by_ids_is_exactly_the_range_across_plain_and_gzip_segments
     assert response.headers["content-disposition"] == (
         f'attachment; filename="{TOPIC}_{events[2].id}_{events[33].id}.ndjson"'
     )
-    assert everything.content == b"".join(e.render_ndjson() for e in events)  # the stream's lines, byte for byte
+    assert everything.content == NDJSON_LINES(events)  # the stream's lines, byte for byte
     assert _numbers(first_only.content) == [1] and _numbers(last_only.content) == [40]
 
 
@@ -83,7 +83,7 @@ async def test_export_of_a_topic_without_archive_is_a_404(archive_client):
 
 
 async def test_export_keeps_the_reset_lines_whose_hole_overlaps_the_range(tmp_path):
-    writer = ArchiveWriter(tmp_path, ArchiveOptions())
+    writer = ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES)
     writer.open()
     reset = Control("reset", {"reason": "test", "last_event_id": None, "topics": [TOPIC]})
     events = make_events(TOPIC, 6)
@@ -114,7 +114,7 @@ async def test_export_keeps_the_reset_lines_whose_hole_overlaps_the_range(tmp_pa
 
 async def test_export_across_30_segments_streams_the_exact_events_with_flat_memory(tmp_path):
     """Acceptance 5: 30 segments (some gzip) of 200 KB, a range from inside the first to inside the last."""
-    writer = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=200_000, gzip=True))
+    writer = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=200_000, gzip=True), NDJSON_LINES)
     writer.open()
     pad = "x" * 900
     events = [
@@ -130,7 +130,7 @@ async def test_export_across_30_segments_streams_the_exact_events_with_flat_memo
     catalog = ArchiveCatalog(tmp_path)
     segments = catalog.segments(TOPIC)
     assert len(segments) >= 30 and sum(s.gzip for s in segments) >= 10
-    total = sum(len(e.render_ndjson()) for e in events)
+    total = len(NDJSON_LINES(events))
     rng = Range(Bound.parse(events[99].id), Bound.parse(events[6499].id))
 
     gc.collect()

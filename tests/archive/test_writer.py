@@ -14,11 +14,11 @@ from broadcaster.archive._index import read_index
 from broadcaster.archive._layout import INDEX_NAME, segment_files
 from broadcaster.archive._writer import ArchiveWriter
 
-from .support import BASE_MS, event_numbers, make_events, read_topic
+from .support import BASE_MS, NDJSON_LINES, event_numbers, make_events, read_topic
 
 
 def _writer(root, **options) -> ArchiveWriter:
-    writer = ArchiveWriter(root, ArchiveOptions(**options))
+    writer = ArchiveWriter(root, ArchiveOptions(**options), NDJSON_LINES)
     writer.open()
     return writer
 
@@ -79,7 +79,7 @@ def test_writer_open_cuts_an_unfinished_line_and_continues_the_segment(tmp_path)
         f.write(b'{"id":"1736848800000-4","topic":"t","ty')
     os.close(writer._lock_fd)  # the dead process's lock goes with it
 
-    again = ArchiveWriter(tmp_path, ArchiveOptions())
+    again = ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES)
     previous = again.open()
     assert again.cut_bytes == len(b'{"id":"1736848800000-4","topic":"t","ty')
     assert previous.last_ids == {"t": f"{BASE_MS}-3"}
@@ -97,7 +97,7 @@ def test_writer_open_cuts_garbage_a_power_loss_left(tmp_path):
     with open(path, "ab") as f:
         f.write(b"\0" * 50 + b"\n" + b"\0" * 10)  # zero-filled blocks of a file extended but never written
     os.close(writer._lock_fd)
-    again = ArchiveWriter(tmp_path, ArchiveOptions())
+    again = ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES)
     assert again.open().last_ids == {"t": f"{BASE_MS}-2"}
     again.close()
     assert event_numbers(read_topic(tmp_path, "t")) == [1, 2]
@@ -109,7 +109,7 @@ def test_writer_open_rebuilds_index_records_a_crash_lost(tmp_path):
     writer.close()
     records = read_index(tmp_path / "t")
     (tmp_path / "t" / INDEX_NAME).write_bytes(orjson.dumps(records[1]) + b"\n" + b'{"seq":2,"fir')
-    again = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=200))
+    again = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=200), NDJSON_LINES)
     again.open()
     # Every segment but the newest is closed again; the newest is open (it had no record).
     rebuilt = read_index(tmp_path / "t")
@@ -131,7 +131,7 @@ def test_writer_compresses_closed_segments_and_a_crash_leftover_is_cleaned(tmp_p
     closed[1].with_name(closed[1].name + ".gz").write_bytes(gzip.compress(closed[1].read_bytes()))
     (tmp_path / "t" / "junk.ndjson.gz.tmp").write_bytes(b"half")
     writer.close()
-    again = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=200, gzip=True))
+    again = ArchiveWriter(tmp_path, ArchiveOptions(segment_bytes=200, gzip=True), NDJSON_LINES)
     again.open()
     assert not closed[1].exists() and not (tmp_path / "t" / "junk.ndjson.gz.tmp").exists()
     assert event_numbers(read_topic(tmp_path, "t")) == [1, 2, 3, 4, 5, 6]
@@ -180,9 +180,9 @@ def test_writer_reset_marker_takes_the_time_of_the_event_it_precedes_and_is_no_e
 def test_writer_refuses_a_directory_another_writer_holds(tmp_path):
     writer = _writer(tmp_path)
     with pytest.raises(ConfigError, match="another archiver"):
-        ArchiveWriter(tmp_path, ArchiveOptions()).open()
+        ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES).open()
     writer.close()
-    ArchiveWriter(tmp_path, ArchiveOptions()).open()  # released by close()
+    ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES).open()  # released by close()
 
 
 @pytest.mark.parametrize(("text", "value"), [("batch", 0.0), ("never", None), ("2.5", 2.5), (" Batch ", 0.0)], ids=str)
