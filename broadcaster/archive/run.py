@@ -11,7 +11,6 @@ import uvloop
 
 from .._config import Settings
 from .._hub import Hub
-from ..http.encoders import NDJSONEncoder  # the runner, not the archiver, picks the line format
 from ._archiver import Archiver
 from ._options import ArchiveOptions, parse_patterns
 
@@ -25,11 +24,15 @@ async def archive_until_stopped(settings: Settings, stop: asyncio.Event | None =
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # The runner, like the CLI, may reach into http/: the lines are the NDJSON stream's (its encoder's).
+    from ..http.encoders import NDJSONEncoder
+
+    render = NDJSONEncoder().download
     root = Path(settings.archive_dir)
     patterns = parse_patterns(settings.archive_topics)
     async with Hub(settings=settings) as hub:
         options = ArchiveOptions.from_settings(settings)
-        async with Archiver(hub, root, patterns, options, render=NDJSONEncoder().download) as archiver:
+        async with Archiver(hub, root, patterns, options, render=render) as archiver:
             waiter = asyncio.create_task(stop.wait())
             try:
                 while archiver.running and not stop.is_set():

@@ -1,9 +1,9 @@
 """The archive's routes: segment listing, segment files (Range, ETag, ...), exports by range.
 
 They answer on a server started with `--archive-dir`; elsewhere they are a 404
-naming the setting. Every route goes through `check_read` first: the one place
-that decides whether this request may read this topic's archive (the topic's
-`subscribe` grant once access control is on).
+naming the setting. The gate admits them as `Action.ARCHIVE` with their topic (a
+policy grants it with the topic's `subscribe` grant); then every route goes through
+`check_read`, the one place that decides whether this topic's archive is readable here.
 """
 
 from __future__ import annotations
