@@ -14,6 +14,7 @@ from broadcaster.archive._index import read_index
 from broadcaster.archive._layout import INDEX_NAME, segment_files
 from broadcaster.archive._writer import ArchiveWriter
 
+from ..support.waiting import eventually_sync
 from .support import BASE_MS, NDJSON_LINES, event_numbers, make_events, read_topic
 
 
@@ -204,3 +205,48 @@ def test_settings_archive_topics_need_a_directory_and_valid_patterns():
     with pytest.raises(ConfigError, match="archive_segment_s"):
         Settings(archive_segment_s=0.5)
     assert Settings(archive_dir="/tmp/x", archive_topics="a.*, b").archive_topics == "a.*, b"
+
+
+def _count_fsyncs(monkeypatch) -> list[int]:
+    """The inodes os.fsync is called on (the real fsync still runs)."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def _segment_inode(root) -> int:
+    (path,) = segment_files(root / "t").values()
+    return path.stat().st_ino
+
+
+@pytest.mark.parametrize(("policy", "synced_at_write"), [("batch", True), ("never", False)])
+def test_writer_fsync_policy_batch_syncs_every_write_and_never_none(tmp_path, monkeypatch, policy, synced_at_write):
+    synced = _count_fsyncs(monkeypatch)
+    writer = _writer(tmp_path, fsync_s=parse_fsync(policy))
+    writer.write("t", make_events("t", 1))
+    segment = _segment_inode(tmp_path)
+    assert (segment in synced) is synced_at_write
+    synced.clear()
+    writer.write("t", make_events("t", 1, start=2))
+    writer.tick()
+    assert (segment in synced) is synced_at_write
+    writer.close()
+
+
+def test_writer_fsync_every_n_seconds_syncs_on_the_tick_after_n(tmp_path, monkeypatch):
+    synced = _count_fsyncs(monkeypatch)
+    writer = _writer(tmp_path, fsync_s=0.05)
+    writer.write("t", make_events("t", 1))
+    segment = _segment_inode(tmp_path)
+    assert segment not in synced  # not at the write
+    eventually_sync(lambda: writer.tick() is not None and segment in synced, timeout=5, what="a tick syncs")
+    synced.clear()
+    writer.tick()
+    assert segment not in synced  # nothing written since: nothing to sync
+    writer.close()
