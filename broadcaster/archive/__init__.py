@@ -10,7 +10,7 @@ from ._archiver import Archiver
 from ._catalog import ArchiveCatalog, SegmentInfo
 from ._deep import DeepReplay
 from ._export import Bound, Range, export_blocks, items_of
-from ._options import ArchiveOptions, parse_fsync, parse_patterns
+from ._options import ArchiveOptions, parse_fsync
 from ._service import ServerArchive, check_server_settings, server_archive
 
 __all__ = [
@@ -26,6 +26,5 @@ __all__ = [
     "export_blocks",
     "items_of",
     "parse_fsync",
-    "parse_patterns",
     "server_archive",
 ]

@@ -35,11 +35,6 @@ def parse_fsync(text: str) -> float | None:
     return seconds
 
 
-def parse_patterns(text: str | None) -> list[str]:
-    """Topic patterns from a setting: separated by commas or spaces."""
-    return [p for p in (text or "").replace(",", " ").split() if p]
-
-
 @dataclass(frozen=True, slots=True)
 class ArchiveOptions:
     """How segments are cut, synced, compressed and kept. 0 means no limit for the retention values."""

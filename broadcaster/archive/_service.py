@@ -14,7 +14,7 @@ from .._exceptions import ConfigError
 from .._hub import Hub
 from ._archiver import Archiver
 from ._catalog import ArchiveCatalog
-from ._options import ArchiveOptions, parse_patterns
+from ._options import ArchiveOptions
 from ._writer import RenderLines
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ async def server_archive(settings: Settings, hub: Hub, render: RenderLines) -> A
             logger.warning("archive directory %s does not exist (yet): nothing to serve until it does", root)
         yield ServerArchive(catalog, None)
         return
-    patterns = parse_patterns(settings.archive_topics)
+    patterns = list(settings.archive_topics)
     options = ArchiveOptions.from_settings(settings)
     async with Archiver(hub, root, patterns, options, render=render, history_survives_restart=False) as archiver:
         yield ServerArchive(catalog, archiver)

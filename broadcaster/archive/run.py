@@ -12,7 +12,7 @@ import uvloop
 from .._config import Settings
 from .._hub import Hub
 from ._archiver import Archiver
-from ._options import ArchiveOptions, parse_patterns
+from ._options import ArchiveOptions
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ async def archive_until_stopped(settings: Settings, stop: asyncio.Event | None =
 
     render = NDJSONEncoder().download
     root = Path(settings.archive_dir)
-    patterns = parse_patterns(settings.archive_topics)
+    patterns = list(settings.archive_topics)
     async with Hub(settings=settings) as hub:
         options = ArchiveOptions.from_settings(settings)
         async with Archiver(hub, root, patterns, options, render=render) as archiver:

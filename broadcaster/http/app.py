@@ -17,10 +17,10 @@ from starlette.types import Receive, Scope, Send
 from .. import __version__
 from .._config import Settings
 from .._hub import Hub
-from .admission import start_admission
-from .body_timeout import BodyDeadline
 from ..archive import server_archive
+from .admission import start_admission
 from .archive import router as archive_router
+from .body_timeout import BodyDeadline
 from .encoders import NDJSONEncoder
 from .errors import install_error_handlers
 from .gate import DECISION_SCOPE_KEY

@@ -10,6 +10,7 @@ import pytest
 
 from broadcaster.archive._layout import segment_files
 
+from ..support.tokens import SECRET, hs256
 from .conftest import TOPIC
 from .support import BASE_MS, make_events
 
@@ -275,3 +276,20 @@ async def test_symlinks_never_lead_out_of_the_archive(archive_client, built, tmp
         via_dir_listing = await client.get("/topics/linked.topic/archive")
     assert via_file.status_code == 404 and secret.name not in [s["name"] for s in listing]
     assert via_dir.status_code == 404 and via_dir_listing.status_code == 404
+
+
+async def test_archive_reads_need_the_topics_subscribe_grant_when_auth_is_on(archive_client, built):
+    """Reading a topic's archive is reading the topic: the gate asks for the same grant as its stream."""
+    name = built.segments["closed"].name
+    paths = [BASE, f"{BASE}/{name}", f"{BASE}/export"]
+    async with archive_client(auth_secret=SECRET) as client:
+        anonymous = [await client.get(path) for path in paths]
+        other = {"Authorization": f"Bearer {hs256(subscribe=['other.*'])}"}
+        refused = [await client.get(path, headers=other) for path in paths]
+        granted = {"Authorization": f"Bearer {hs256(subscribe=['sensors.*'])}"}
+        allowed = [await client.get(path, headers=granted) for path in paths]
+        head = await client.head(f"{BASE}/{name}")
+    assert [r.status_code for r in anonymous] == [401, 401, 401] and head.status_code == 401
+    assert [r.status_code for r in refused] == [403, 403, 403]
+    assert [r.status_code for r in allowed] == [200, 200, 200]
+    assert allowed[1].content == built.segments["closed"].path.read_bytes()

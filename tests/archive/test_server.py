@@ -80,7 +80,7 @@ def test_cli_serve_archive_topics_with_redis_exits_2_saying_what_to_run():
         (["--topics", "a.*", "--redis-url", "redis://127.0.0.1:1/0"], "needs archive_dir"),
         (
             ["--dir", "/tmp/x", "--topics", "bad topic!", "--redis-url", "redis://127.0.0.1:1/0"],
-            "--archive-topics has a bad pattern",
+            "--archive-topics has an invalid entry",
         ),
         (["--dir", "/tmp/x", "--topics", "a", "--archive-fsync", "often", "--redis-url", "redis://x:1"], "batch"),
     ],

@@ -201,10 +201,10 @@ def test_settings_archive_topics_need_a_directory_and_valid_patterns():
     with pytest.raises(ConfigError, match="needs archive_dir"):
         Settings(archive_topics="a.*")
     with pytest.raises(ConfigError, match="archive_topics"):
-        Settings(archive_dir="/tmp/x", archive_topics="bad topic!")
+        Settings(archive_dir="/tmp/x", archive_topics="bad topic!,b")
     with pytest.raises(ConfigError, match="archive_segment_s"):
         Settings(archive_segment_s=0.5)
-    assert Settings(archive_dir="/tmp/x", archive_topics="a.*, b").archive_topics == "a.*, b"
+    assert Settings(archive_dir="/tmp/x", archive_topics="a.*, b").archive_topics == ("a.*", "b")
 
 
 def _count_fsyncs(monkeypatch) -> list[int]:
