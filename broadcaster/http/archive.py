@@ -56,7 +56,9 @@ _SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def list_segments(
     request: Request,
     topic: str,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT, description="segments per page")] = DEFAULT_LIST_LIMIT,
+    limit: Annotated[
+        int, Query(ge=1, description=f"segments per page (at most {MAX_LIST_LIMIT}; `next` names the rest)")
+    ] = DEFAULT_LIST_LIMIT,
     before: Annotated[str | None, Query(description="the page after this one: segments older than this name")] = None,
 ) -> JSONResponse:
     """The topic's segments, newest first: name, bytes, first and last id and time, open or closed."""
@@ -68,8 +70,9 @@ async def list_segments(
         segments = catalog.segments(topic)[::-1]
         if before is not None:
             segments = [s for s in segments if s.name < before]
-        chosen = segments[:limit]
-        more = len(segments) > limit
+        size = min(limit, MAX_LIST_LIMIT)  # a page, not the listing: `next` leads to the rest
+        chosen = segments[:size]
+        more = len(segments) > size
         return [catalog.describe(s).as_json() for s in chosen], chosen[-1].name if more and chosen else None
 
     found = await anyio.to_thread.run_sync(page)
@@ -78,7 +81,9 @@ async def list_segments(
     items, next_before = found
     for item in items:
         item["url"] = f"/topics/{topic}/archive/{item['name']}"
-    next_url = f"/topics/{topic}/archive?limit={limit}&before={next_before}" if next_before else None
+    next_url = (
+        f"/topics/{topic}/archive?limit={min(limit, MAX_LIST_LIMIT)}&before={next_before}" if next_before else None
+    )
     return JSONResponse({"topic": topic, "segments": items, "next": next_url})
 
 

@@ -63,9 +63,11 @@ async def test_listing_pages_with_limit_and_before(archive_client, built):
         first = (await client.get(BASE, params={"limit": 2})).json()
         second = (await client.get(first["next"])).json()
         everything = (await client.get(BASE)).json()["segments"]
-        too_many = await client.get(BASE, params={"limit": 5000})
+        zero = await client.get(BASE, params={"limit": 0})
+        big = await client.get(BASE, params={"limit": 5000})
     assert [s["name"] for s in first["segments"] + second["segments"]] == [s["name"] for s in everything][:4]
-    assert too_many.status_code == 422 and "limit" in too_many.json()["error"]["message"]
+    assert zero.status_code == 422 and "limit" in zero.json()["error"]["message"]
+    assert big.status_code == 200 and len(big.json()["segments"]) == len(everything)  # pages of at most 1000
 
 
 async def test_listing_of_a_topic_without_archive_is_a_404_naming_it(archive_client):
