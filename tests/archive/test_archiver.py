@@ -158,3 +158,22 @@ async def test_archiver_started_into_a_burst_larger_than_the_history_keeps_all_o
     # Everything published after it subscribed, although its first history read found only 56..60.
     assert event_numbers(read_topic(tmp_path, "t.a")) == list(range(11, 61))
     assert archiver.resets == 0
+
+
+@pytest.mark.redis
+async def test_archiver_on_a_redis_cluster_restarts_with_no_gap_and_no_duplicate(make_settings, cluster_url, tmp_path):
+    """On a cluster, ids are per topic and patterns learn topics from a registry: the seams hold."""
+    async with Hub(settings=make_settings(redis_url=cluster_url)) as hub:
+        async with _archiver(hub, tmp_path) as archiver:
+            await _publish(hub, "t.a", range(1, 6))
+            await _publish(hub, "t.b", range(100, 103))
+            await eventually(lambda: archiver.written == 8)
+        await _publish(hub, "t.a", range(6, 11))  # while no archiver runs
+        await _publish(hub, "t.c", range(200, 202))  # a topic it never saw, in another slot
+        async with _archiver(hub, tmp_path) as again:
+            await _publish(hub, "t.b", range(103, 105))
+            await eventually(lambda: again.written == 9, what="5 + 2 caught up, 2 live")
+    assert event_numbers(read_topic(tmp_path, "t.a")) == list(range(1, 11))
+    assert event_numbers(read_topic(tmp_path, "t.b")) == list(range(100, 105))
+    assert event_numbers(read_topic(tmp_path, "t.c")) == [200, 201]
+    assert again.resets == 0
