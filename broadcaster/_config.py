@@ -42,7 +42,7 @@ DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_IDLE_TIMEOUT_S = 60.0
 
-_LIST_FIELDS = ("auth_public_key", "anonymous_subscribe", "cors_origins")
+_LIST_FIELDS = ("auth_public_key", "anonymous_subscribe", "cors_origins", "archive_topics")
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+\Z")
 
 
@@ -50,9 +50,12 @@ _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+\Z")
 Check = Callable[[Any], str | None]
 
 
-def _setting(default: Any, help: str, check: Check | None = None, *, secret: bool = False) -> Any:
-    # A secret stays out of the dataclass repr, so a logged Settings never shows it.
-    return field(default=default, metadata={"help": help, "check": check}, repr=not secret)
+def _setting(
+    default: Any, help: str, check: Check | None = None, *, secret: bool = False, nargs: str | None = None
+) -> Any:
+    # A secret stays out of the dataclass repr, so a logged Settings never shows it. `nargs="+"`
+    # lets a list setting's flag take several values (`--archive-topics A B`, as well as `A,B`).
+    return field(default=default, metadata={"help": help, "check": check, "nargs": nargs}, repr=not secret)
 
 
 def _at_least(low: float, high: float = math.inf) -> Check:
@@ -121,6 +124,16 @@ def format_value(value: object) -> str:
     if isinstance(value, OverflowPolicy):
         return value.value
     return str(value)
+
+
+def _archive_fsync(value: Any) -> str | None:
+    from .archive._options import parse_fsync  # the archive's own parser: one rule
+
+    try:
+        parse_fsync(value)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _log_level(value: Any) -> str | None:
@@ -243,6 +256,29 @@ class Settings:
         _finite(above_zero=True),
     )
 
+    # The archive (docs/archive.md); `archive.ArchiveOptions` reads these.
+    archive_dir: str | None = _setting(
+        None, "archive folder: its segments are served (read-only unless --archive-topics is set)"
+    )
+    archive_topics: tuple[str, ...] = _setting(
+        (),
+        "topics and patterns to archive, comma-separated; on serve, archived inside the server (memory backend only)",
+        _selectors,
+        nargs="+",
+    )
+    archive_segment_s: float = _setting(3600.0, "seconds of events per segment (aligned to UTC)", _at_least(1, 1e9))
+    archive_segment_bytes: int = _setting(256 * 1024 * 1024, "largest segment file in bytes", _at_least(1))
+    archive_fsync: str = _setting(
+        "1", "fsync segments: batch (after every write), never, or every N seconds", _archive_fsync
+    )
+    archive_gzip: bool = _setting(False, "gzip-compress closed segments")
+    archive_retention_s: float = _setting(
+        0.0, "delete closed segments whose last event is older than this (0: keep)", _finite(above_zero=False)
+    )
+    archive_retention_bytes: int = _setting(
+        0, "delete the oldest closed segments above this total (0: no limit)", _at_least(0)
+    )
+
     def __post_init__(self) -> None:
         for name in _LIST_FIELDS:
             object.__setattr__(self, name, _as_list(getattr(self, name)))
@@ -268,6 +304,8 @@ class Settings:
                 "the in-memory backend cannot share events between processes"
             )
         self._check_auth()
+        if self.archive_topics and not self.archive_dir:
+            raise ConfigError("archive_topics needs archive_dir (--archive-dir): the folder to write to")
 
     @property
     def auth_enabled(self) -> bool:

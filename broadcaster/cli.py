@@ -65,19 +65,25 @@ class ArgumentParser(argparse.ArgumentParser):
         return args, parser
 
 
-def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, names: Sequence[str]) -> None:
+def add_setting_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    names: Sequence[str],
+    aliases: Mapping[str, str] | None = None,
+) -> None:
     """One flag per setting in `names` (`--queue-size`), with the setting's help, variable and default.
 
     The values stay text until `setting_values` parses them, so that an error names the flag.
+    `aliases` gives some settings a second flag (`archive --dir` for `--archive-dir`).
     """
     fields = {f.name: f for f in setting_fields()}
     for name in names:
+        flags = [flag_name(name), *([aliases[name]] if aliases and name in aliases else [])]
         default = fields[name].default
         shown = "unset" if default is None else "empty" if default == () else format_value(default)
         help_text = f"{fields[name].metadata['help']} (env {env_name(name)}; default {shown})"
         if isinstance(default, bool):  # a switch: present means on (the variable takes true/false)
             parser.add_argument(
-                flag_name(name),
+                *flags,
                 dest=name,
                 action="store_const",
                 const="true",
@@ -86,10 +92,12 @@ def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
             )
             continue
         if isinstance(default, tuple):  # a list: comma-separated, and the flag may be repeated
+            several = fields[name].metadata.get("nargs") == "+"  # ... or take several values at once
             parser.add_argument(
-                flag_name(name),
+                *flags,
                 dest=name,
-                action="append",
+                action="extend" if several else "append",
+                nargs="+" if several else None,
                 default=None,
                 metavar="A,B",
                 help=help_text.replace("%", "%%"),
@@ -98,7 +106,7 @@ def add_setting_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
         choices = [p.value for p in OverflowPolicy] if isinstance(default, OverflowPolicy) else None
         # argparse %-formats help texts: a literal % in a setting's help must not be read as a format.
         parser.add_argument(
-            flag_name(name),
+            *flags,
             dest=name,
             default=None,
             metavar=name.upper(),
@@ -126,6 +134,9 @@ def setting_values(
 
 def serve(args: argparse.Namespace) -> int:
     settings = Settings(**setting_values(args, SETTING_NAMES))
+    from .archive import check_server_settings
+
+    check_server_settings(settings)
     # Worker processes build their app from the environment: hand them the final settings.
     for name in SETTING_NAMES:
         value = getattr(settings, name)
@@ -183,6 +194,45 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name: it may resolve to anything
+
+
+#: The settings `broadcaster archive` takes (`--dir` and `--topics` are short for the first two).
+ARCHIVE_SETTINGS = (
+    "archive_dir",
+    "archive_topics",
+    "redis_url",
+    "redis_prefix",
+    "history_size",
+    "history_ttl_s",
+    "archive_segment_s",
+    "archive_segment_bytes",
+    "archive_fsync",
+    "archive_gzip",
+    "archive_retention_s",
+    "archive_retention_bytes",
+    "log_level",
+)
+
+
+def archive(args: argparse.Namespace) -> int:
+    """Run an archiver until SIGTERM or Ctrl-C; exit 0 once everything received is written."""
+    settings = Settings(**setting_values(args, ARCHIVE_SETTINGS))
+    if not settings.archive_dir or not settings.archive_topics:
+        raise ConfigError("needs --dir DIR and --topics PATTERN...")
+    if not settings.redis_url:
+        raise ConfigError(
+            "needs --redis-url (or BROADCASTER_REDIS_URL): on the memory backend nothing reaches another "
+            "process; run `broadcaster serve --archive-dir DIR --archive-topics ...` instead"
+        )
+    from .archive.run import run_archiver
+
+    print(
+        f"broadcaster {__version__} archiving {', '.join(settings.archive_topics)} from redis "
+        f"({redact_url(settings.redis_url)}) to {settings.archive_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return run_archiver(settings)
 
 
 def _exit_after_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -325,6 +375,15 @@ def build_parser() -> ArgumentParser:
     serve_parser = commands.add_parser("serve", help="run the server", description="Run the server.")
     add_setting_flags(serve_parser, SETTING_NAMES)
     serve_parser.set_defaults(func=serve)
+
+    archive_parser = commands.add_parser(
+        "archive",
+        help="write topics to segment files",
+        description="Archive the events of topics to NDJSON segment files (docs/archive.md). With Redis, "
+        "one archiver serves the whole deployment; servers serve its directory with --archive-dir.",
+    )
+    add_setting_flags(archive_parser, ARCHIVE_SETTINGS, {"archive_dir": "--dir", "archive_topics": "--topics"})
+    archive_parser.set_defaults(func=archive)
 
     pub = commands.add_parser("publish", help="publish one event", description="Publish one JSON event on a topic.")
     pub.add_argument("topic")

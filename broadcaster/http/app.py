@@ -17,8 +17,11 @@ from starlette.types import Receive, Scope, Send
 from .. import __version__
 from .._config import Settings
 from .._hub import Hub
+from ..archive import server_archive
 from .admission import start_admission
+from .archive import router as archive_router
 from .body_timeout import BodyDeadline
+from .encoders import NDJSONEncoder
 from .errors import install_error_handlers
 from .gate import DECISION_SCOPE_KEY
 from .openapi import exact_openapi
@@ -64,6 +67,8 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
             app.state.monitor = await stack.enter_async_context(
                 StreamMonitor(heartbeat_s=settings.heartbeat_s, send_timeout_s=settings.send_timeout_s)
             )
+            archive = server_archive(settings, app.state.hub, NDJSONEncoder().download)
+            app.state.archive = await stack.enter_async_context(archive)
             yield
 
     app = GatedFastAPI(title="Broadcaster", version=__version__, description=DESCRIPTION, lifespan=lifespan)
@@ -75,4 +80,5 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.include_router(router)
     app.include_router(ui_router)
     app.include_router(session_router)
+    app.include_router(archive_router)
     return app

@@ -46,6 +46,7 @@ class Action(enum.Enum):
     PUBLISH = "publish"  # POST /topics/{topic}/events (every body kind)
     SUBSCRIBE = "subscribe"  # GET /topics/{topic}/events, GET /events?topic=...
     HISTORY = "history"  # GET /topics/{topic}/history
+    ARCHIVE = "archive"  # GET/HEAD /topics/{topic}/archive[/...]: a read, under the topic's subscribe grant
     TOPICS = "topics"  # GET /topics
     METRICS = "metrics"  # GET /metrics
     HEALTH = "health"  # /healthz, /readyz
@@ -72,6 +73,8 @@ def classify(request: GateRequest) -> tuple[Action, tuple[str, ...], bool]:
                 return Action.PUBLISH, (topic,), False
             if tail == "history":
                 return Action.HISTORY, (topic,), False
+            if tail == "archive" or tail.startswith("archive/"):
+                return Action.ARCHIVE, (topic,), False
         return Action.OTHER, (), False
     if path == "/events":
         topics = tuple(dict.fromkeys(request.query.getlist("topic")))

@@ -44,10 +44,11 @@ ERROR_SCHEMA: dict[str, Any] = {
 
 _ERRORS = {
     400: "Malformed request (body, multipart, HTTP framing)",
-    404: "No such route",
+    404: "No such route (archive: no archive here, the topic has none, or no such segment)",
     408: "The request body stalled for body_idle_timeout_s",
     413: "Body or event over the size limit",
     415: "Unsupported Content-Type",
+    416: "Range not satisfiable (Content-Range: bytes */LEN)",
     422: "Invalid parameter, topic, type or data",
     429: "A per-client cap: too_many_client_streams or rate_limited (Retry-After)",
     503: "Backend unreachable, stopping, or a process cap: too_many_streams, too_many_new_streams (Retry-After)",
@@ -61,6 +62,9 @@ _BY_OPERATION = {
     ("get", "/healthz"): (503,),
     ("get", "/readyz"): (503,),
     ("get", "/metrics"): (),
+    ("get", "/topics/{topic}/archive"): (404, 422),
+    ("get", "/topics/{topic}/archive/export"): (400, 404, 422),
+    ("get", "/topics/{topic}/archive/{segment}"): (404, 416, 422),
 }
 
 

@@ -25,6 +25,7 @@ from .._hub import Hub
 from .._replay import Replay
 from .._topics import validate_selector, validate_topic
 from .._types import OverflowPolicy, StreamFormat
+from ..archive import DeepReplay, ServerArchive
 from .encoders import Encoder, NDJSONEncoder, SSEEncoder
 from .errors import ClientError, response_for
 from .gate import ADMIT, Decision, GateRequest
@@ -123,16 +124,25 @@ def parse_stream_request(
 
 
 async def open_stream(
-    hub: Hub, monitor: StreamMonitor, settings: Settings, request: StreamRequest, decision: Decision = ADMIT
+    hub: Hub,
+    monitor: StreamMonitor,
+    settings: Settings,
+    request: StreamRequest,
+    decision: Decision = ADMIT,
+    archive: ServerArchive | None = None,
 ) -> EventStream:
     """Subscribe live first, then prepare the replay (resume or tail); the caller sends the stream.
 
-    The gate's `decision` gives the stream its extra headers and its deadline.
+    The gate's `decision` gives the stream its extra headers and its deadline. With an
+    `archive`, a resume older than the retained history is replayed from it first (`DeepReplay`).
     """
     sub = await hub.subscribe(request.selectors, queue_size=request.queue, overflow=request.overflow)
-    replay = None
+    replay: Replay | None = None
     try:
-        if request.after is not None or request.tail is not None:
+        if request.after is not None and archive is not None:
+            replay = DeepReplay(hub, archive.catalog, request.selectors, after=request.after)
+            await replay.prepare()
+        elif request.after is not None or request.tail is not None:
             tail = None if request.after is not None else request.tail
             replay = Replay(hub, request.selectors, after=request.after, tail=tail)
             await replay.prepare()
@@ -164,6 +174,7 @@ async def open_lane(state: Any, request: GateRequest, decision: Decision) -> ASG
     try:
         multi = request.path == "/events"
         parsed = parse_stream_request(settings, list(request.topics), query, headers, multi=multi)
-        return await open_stream(state.hub, state.monitor, settings, parsed, decision)
+        archive = getattr(state, "archive", None)
+        return await open_stream(state.hub, state.monitor, settings, parsed, decision, archive)
     except Exception as exc:
         return response_for(exc, where=f"opening a stream on {request.path}")

@@ -116,7 +116,8 @@ class AuthPolicy:
 
     def _authorize(self, request: GateRequest, identity: Identity) -> None:
         action, grants = request.action, identity.grants
-        if action is Action.SUBSCRIBE or action is Action.HISTORY:
+        if action is Action.SUBSCRIBE or action is Action.HISTORY or action is Action.ARCHIVE:
+            # Reading a topic's archive is reading the topic: the same subscribe grant.
             patterns = request.path == "/events"
             if len(request.topics) > self.max_selectors:  # before any coverage walk: bounded work per request
                 message = f"a stream may name at most {self.max_selectors} topics, got {len(request.topics)}"

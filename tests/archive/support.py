@@ -1,0 +1,41 @@
+"""Helpers for archive tests: events with known ids, reading a topic's archive back."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from broadcaster import Event
+from broadcaster.archive._layout import segment_files
+from broadcaster.http.encoders import NDJSONEncoder
+
+#: The NDJSON stream's lines: what the server hands the archive to write.
+NDJSON_LINES = NDJSONEncoder().download
+
+BASE_MS = 1_736_848_800_000  # 2025-01-14T10:00:00Z
+
+
+def make_events(topic: str, count: int, *, start: int = 1, ts: int = BASE_MS, step_ms: int = 0) -> list[Event]:
+    """`count` events of `topic` with ids `<ts>-<n>` (n from `start`), data `{"n": n}`."""
+    events = []
+    for n in range(start, start + count):
+        at = ts + (n - start) * step_ms
+        events.append(Event(topic, f"{at}-{n}", "message", orjson.dumps({"n": n}), at))
+    return events
+
+
+def read_topic(root: Path, topic: str) -> list[dict[str, Any]]:
+    """Every line of a topic's segments, oldest first, parsed (gzip ones decompressed)."""
+    records = []
+    for path in segment_files(root / topic).values():
+        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        assert raw == b"" or raw.endswith(b"\n"), f"{path.name} ends in an unfinished line"
+        records.extend(orjson.loads(line) for line in raw.splitlines())
+    return records
+
+
+def event_numbers(records: list[dict[str, Any]]) -> list[int]:
+    return [r["data"]["n"] for r in records if "control" not in r]
