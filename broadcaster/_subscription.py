@@ -24,7 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol, TypeGuard
 
-from ._event import Control, Event, EventId
+from ._event import Control, Event
 from ._exceptions import HubClosed, SubscriberEvicted
 from ._types import OverflowPolicy
 
@@ -67,7 +67,7 @@ class Subscription:
         "_poked",
         "_state",
         "_end",
-        "_last_seq",
+        "_last",
         "_on_release",
         "_dirty_list",
         "_dirty",
@@ -102,9 +102,9 @@ class Subscription:
         self._state = _OPEN
         self._end: Control | None = None
         # Only a subscription with several selectors can be offered an event twice (a topic
-        # and a pattern that matches it); ids increase along what it receives, so it keeps
-        # the last one and drops anything not newer. A single selector costs nothing here.
-        self._last_seq: EventId | None = (-1, -1) if len(self.selectors) > 1 else None
+        # and a pattern that matches it); seqs increase along a topic's epoch, so it keeps the
+        # last event per topic and drops anything not newer. A single selector costs nothing.
+        self._last: dict[str, Event] | None = {} if len(self.selectors) > 1 else None
         self._on_release = on_release
         #: The hub's list of subscriptions to flush after this burst (or window) of offers.
         self._dirty_list = dirty_list
@@ -121,11 +121,12 @@ class Subscription:
         """Queue `event` without waiting; apply the overflow policy if it does not fit."""
         if self._state != _OPEN:
             return
-        if self._last_seq is not None:
-            seq = event.seq
-            if seq <= self._last_seq:
+        last_events = self._last
+        if last_events is not None:
+            last = last_events.get(event.topic)
+            if last is not None and event.seq <= last.seq and event.epoch == last.epoch:
                 return  # the same event through another of its selectors
-            self._last_seq = seq
+            last_events[event.topic] = event
         size = event.size
         if (self._events >= self.queue_size or self._bytes + size > self.queue_bytes) and not self._spill():
             self._overflow(event, size)
@@ -277,6 +278,11 @@ class Subscription:
     @property
     def queued(self) -> int:
         return self._events
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything (an event or a control message) waits in the queue."""
+        return bool(self._queue)
 
     async def wait(self) -> None:
         """Sleep until something is queued, the subscription ends, or `wake()` is called."""
