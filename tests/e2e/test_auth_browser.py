@@ -22,7 +22,7 @@ import jwt
 import orjson
 import pytest
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from broadcaster import Settings
 from broadcaster.http.gate import Decision, GateRequest
@@ -30,9 +30,9 @@ from broadcaster.http.policies import policies_for
 from broadcaster.http.security.policy import FAULT_CONTROL
 
 from ..conftest import TEST_SETTINGS
+from ..support.browser import launched_chromium
 from ..support.servers import ThreadServer
 from ..support.tokens import SECRET, claims, hs256
-from .test_browser import chromium_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -41,13 +41,8 @@ RETRY_MS = 1000  # the browser's reconnect delay: time for the page to set its f
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    binary = chromium_binary()  # skips locally without chromium, fails under CI=true
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=binary, args=["--disable-dev-shm-usage"])
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launched_chromium() as browser:  # skips locally without chromium, fails under CI=true
+        yield browser
 
 
 async def until(page: Page, condition: str, timeout_s: float = 10) -> Any:

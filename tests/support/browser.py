@@ -6,10 +6,13 @@ that CI skips would hide breakage.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import AsyncIterator
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 
 def chromium_binary() -> str:
@@ -20,3 +23,15 @@ def chromium_binary() -> str:
             pytest.fail("chromium is not installed (apt-get install -y chromium); browser tests must run in CI")
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     return binary
+
+
+@contextlib.asynccontextmanager
+async def launched_chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium under Playwright (through `executable_path`), closed on exit."""
+    binary = chromium_binary()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=binary, args=["--disable-dev-shm-usage"])
+        try:
+            yield browser
+        finally:
+            await browser.close()

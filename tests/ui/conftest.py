@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from broadcaster import Settings
 
-from ..support.browser import chromium_binary
+from ..support.browser import launched_chromium
 from ..support.servers import ThreadServer
 
 ARTIFACTS = Path(os.environ.get("BROADCASTER_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts")) / "ui"
@@ -73,13 +73,8 @@ def _watch(dashboard: Dashboard) -> None:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    binary = chromium_binary()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=binary, args=["--disable-dev-shm-usage"])
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launched_chromium() as browser:  # skips locally without chromium, fails under CI=true
+        yield browser
 
 
 @pytest.fixture
