@@ -33,6 +33,7 @@ from ._exceptions import (
     SubscriberEvicted,
 )
 from ._hub import Hub, TopicStats
+from ._ids import Cursor, EventRef, StreamCursor, format_id, parse_cursor, parse_event_id, topic_tag
 from ._lines import Line, LineRule, LineSplitter, TooLong, check_data, json_data, line_rule, text_data
 from ._redact import redact_url
 from ._replay import Replay
@@ -50,12 +51,14 @@ __all__ = [
     "BroadcasterError",
     "ConfigError",
     "Control",
+    "Cursor",
     "DEFAULT_EVENT_TYPE",
     "DEFAULT_HISTORY_SIZE",
     "DEFAULT_HISTORY_TTL_S",
     "DEFAULT_MAX_EVENT_BYTES",
     "DEFAULT_REDIS_PREFIX",
     "Event",
+    "EventRef",
     "EventTooLarge",
     "HistoryPage",
     "Hub",
@@ -72,6 +75,7 @@ __all__ = [
     "Publish",
     "Replay",
     "Settings",
+    "StreamCursor",
     "StreamFormat",
     "SubscriberEvicted",
     "Subscription",
@@ -81,10 +85,14 @@ __all__ = [
     "__version__",
     "backend_from_url",
     "check_data",
+    "format_id",
     "json_data",
     "line_rule",
+    "parse_cursor",
+    "parse_event_id",
     "redact_url",
     "text_data",
+    "topic_tag",
     "validate_selector",
     "validate_topic",
     "validate_type",

@@ -41,6 +41,7 @@ DEFAULT_ADMIT_RATE = 1000.0
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_IDLE_TIMEOUT_S = 60.0
+DEFAULT_BACKEND_WAIT_S = 60.0
 
 _LIST_FIELDS = ("auth_public_key", "anonymous_subscribe", "cors_origins", "archive_topics")
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+\Z")
@@ -190,6 +191,11 @@ class Settings:
     )
     shutdown_grace_s: float = _setting(
         DEFAULT_SHUTDOWN_GRACE_S, "seconds streams get to end on shutdown", _finite(above_zero=False)
+    )
+    backend_wait_s: float = _setting(
+        DEFAULT_BACKEND_WAIT_S,
+        "seconds a stream opened while the backend is unreachable waits for it (keepalives), then ends with shutdown",
+        _finite(above_zero=True),
     )
     redis_prefix: str = _setting(DEFAULT_REDIS_PREFIX, "prefix of every Redis key and channel")
     redis_wait_replicas: int = _setting(

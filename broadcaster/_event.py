@@ -6,36 +6,18 @@ event's frames are built on first use and cached on the event, so every
 subscriber of a process shares the same bytes: fan-out is a queue append, never
 an encoding.
 
-Event ids are `<ms>-<n>`: the publish time in Unix milliseconds and a counter
-that the backend increases on every publish, on every topic. Ids are therefore
-ordered across all topics of one backend (one Redis server, or one process on
-the memory backend), which is what lets a multi-topic stream resume from the
-single id that a browser sends back in `Last-Event-ID`.
+Event ids are per topic: `<tag>.<epoch>.<seq>` (`_ids`, docs/resume.md), ordered
+within a topic's epoch and opaque to clients.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from ._exceptions import InvalidEventData, InvalidEventId
-
-EventId = tuple[int, int]
-"""A parsed event id: (milliseconds, counter). Ordered like the events."""
-
-# ASCII digits and `\Z`: `\d` also matches other scripts' digits and `$` a trailing newline.
-_ID_RE = re.compile(r"^([0-9]{1,15})-([0-9]{1,19})\Z")
-
-
-def parse_id(text: str) -> EventId:
-    """Parse an event id; raise `InvalidEventId` if `text` is not one."""
-    match = _ID_RE.match(text)
-    if match is None:
-        raise InvalidEventId(f"{text[:64]!r} is not an event id (expected <milliseconds>-<counter>)")
-    return int(match[1]), int(match[2])
+from ._exceptions import InvalidEventData
 
 
 def check_one_line(data: bytes) -> None:
@@ -68,10 +50,6 @@ def join_lines(datas: Sequence[bytes]) -> bytes:
     return blob
 
 
-def format_id(event_id: EventId) -> str:
-    return f"{event_id[0]}-{event_id[1]}"
-
-
 class Event:
     """One published event. Immutable by convention.
 
@@ -81,17 +59,42 @@ class Event:
     every subscriber of the process.
     """
 
-    __slots__ = ("topic", "id", "type", "ts", "data", "size", "_seq", "sse_frame", "envelope_frame", "ndjson_line")
+    __slots__ = (
+        "topic",
+        "id",
+        "type",
+        "ts",
+        "data",
+        "size",
+        "_seq",
+        "_epoch",
+        "sse_frame",
+        "envelope_frame",
+        "ndjson_line",
+    )
 
-    def __init__(self, topic: str, id: str, type: str, data: bytes, ts: int | None = None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        id: str,
+        type: str,
+        data: bytes,
+        ts: int = 0,
+        *,
+        seq: int | None = None,
+        epoch: str | None = None,
+    ) -> None:
         self.topic = topic
+        #: `<tag>.<epoch>.<seq>` (see `_ids`); opaque to clients.
         self.id = id
         self.type = type
         self.data = data
-        self.ts = int(id.partition("-")[0]) if ts is None else ts
+        #: Publish time, Unix milliseconds (the backend's clock).
+        self.ts = ts
         #: Bytes this event costs a queue: its data plus a fixed overhead for framing.
         self.size = len(data) + 64
-        self._seq: EventId | None = None
+        self._seq = seq
+        self._epoch = epoch
         self.sse_frame: bytes | None = None
         self.envelope_frame: bytes | None = None
         self.ndjson_line: bytes | None = None
@@ -108,11 +111,20 @@ class Event:
         return hash((self.topic, self.id))
 
     @property
-    def seq(self) -> EventId:
-        """The parsed id, for ordering."""
-        if self._seq is None:
-            self._seq = parse_id(self.id)
-        return self._seq
+    def seq(self) -> int:
+        """The event's number within its topic and epoch: 1, 2, 3, ... (ordered within the topic only)."""
+        seq = self._seq
+        if seq is None:
+            seq = self._seq = int(self.id.rpartition(".")[2])
+        return seq
+
+    @property
+    def epoch(self) -> str:
+        """The epoch of the topic's history the event belongs to."""
+        epoch = self._epoch
+        if epoch is None:
+            epoch = self._epoch = self.id.split(".")[1]
+        return epoch
 
     def json(self) -> Any:
         """The payload, deserialised."""

@@ -22,7 +22,7 @@ from typing import Any, Self
 import orjson
 
 from ._config import Settings
-from ._event import Control, Event, EventId
+from ._event import Control, Event
 from ._exceptions import BackendError, EventTooLarge, HubClosed
 from ._subscription import Subscription
 from ._topics import DEFAULT_EVENT_TYPE, is_pattern, matches_any, validate_selector, validate_topic, validate_type
@@ -32,6 +32,8 @@ from .backends import RESYNC, Backend, HistoryPage, SupportsHealth, TopicInfo, b
 logger = logging.getLogger(__name__)
 
 _RATE_WINDOW_S = 60.0
+#: A topic that delivered nothing before an outage catches up from this long before the newest publish seen.
+CATCH_UP_MARGIN_MS = 5_000
 #: Events per history read when paging through a topic (downloads, catch-up after an outage).
 HISTORY_PAGE = 1000
 
@@ -101,11 +103,12 @@ class Hub:
         self._sync_task: asyncio.Task[None] | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
-        self._last_ids: dict[str, str] = {}
-        #: The newest id delivered live; a catch-up after an outage starts after it.
-        self._last_seen: EventId | None = None
-        #: Per topic, the newest id a catch-up delivered: live events up to it are not delivered again.
-        self._caught_up: dict[str, EventId] = {}
+        #: Per topic, the newest event delivered: a catch-up after an outage starts after it.
+        self._last_events: dict[str, Event] = {}
+        #: The newest publish time seen (the backend's clock): topics without a last event catch up from it.
+        self._last_ts = time.time_ns() // 1_000_000
+        #: Per topic, the newest event a catch-up delivered: live events up to it are not delivered again.
+        self._caught_up: dict[str, Event] = {}
         self._rate_marks: dict[str, tuple[float, int]] = {}
         self._rates: dict[str, float] = {}
         self._dirty: list[Subscription] = []
@@ -156,10 +159,15 @@ class Hub:
             await self.backend.__aexit__(None, None, None)
         logger.info("hub closed", extra={"subscriptions": len(self._subscriptions)})
 
-    def shutdown_message(self) -> Control:
+    def shutdown_message(self, reason: str = "server stopping") -> Control:
         """A `shutdown` control message with a randomised reconnect hint (clients must not return at once)."""
         retry_ms = int(self.settings.retry_ms * random.uniform(1.0, 2.0))
-        return Control("shutdown", {"reason": "server stopping", "retry_ms": retry_ms})
+        return Control("shutdown", {"reason": reason, "retry_ms": retry_ms})
+
+    @property
+    def backend_available(self) -> bool:
+        """Whether the backend answered last time it was used (a backend without the notion: always)."""
+        return bool(getattr(self.backend, "available", True))
 
     def end_streams(self, make_end: Callable[[], Control]) -> None:
         """Finish every subscription: each drains its queue, then gets its own `make_end()`."""
@@ -344,7 +352,7 @@ class Hub:
     async def _pump(self) -> None:
         routes = self._routes
         counts = self._counts
-        last_ids = self._last_ids
+        last_events = self._last_events
         metrics = self.metrics
         dirty = self._dirty
         caught_up = self._caught_up
@@ -352,7 +360,8 @@ class Hub:
             route = routes.get(key)
             if type(event) is Event:
                 if caught_up and event.topic in caught_up:
-                    if event.seq <= caught_up[event.topic]:
+                    done = caught_up[event.topic]
+                    if event.epoch == done.epoch and event.seq <= done.seq:
                         continue  # the catch-up delivered it
                     del caught_up[event.topic]
                 if route is not None:
@@ -363,8 +372,8 @@ class Hub:
                 metrics.received += 1
                 topic = event.topic
                 counts[topic] = counts.get(topic, 0) + 1
-                last_ids[topic] = event.id
-                self._last_seen = event.seq
+                last_events[topic] = event
+                self._last_ts = event.ts
             elif key == RESYNC.key and event is RESYNC.event:
                 await self._catch_up()
             elif route is not None and isinstance(event, Control):
@@ -374,36 +383,25 @@ class Hub:
     async def _catch_up(self) -> None:
         """After the backend reconnected: deliver what was published on our keys while it was away.
 
-        Every retained page (an outage may span more than a page), merged by id across topics.
-        The newest id caught up becomes the next catch-up's start, so a second outage before
-        any live message delivers nothing twice. A backend that fails again meanwhile
-        reconnects and resyncs again; nothing is lost by giving up here.
+        Per topic, every retained page after the last event delivered (an outage may span more
+        than a page); a topic that delivered nothing yet, from shortly before the newest
+        publish time seen. A history that was lost or replaced meanwhile (Redis restarted
+        empty, a replica promoted) is announced with `reset`; one that went backwards gets a
+        new epoch, so that resumes from ids issued before it say `reset` too. Retried until
+        it succeeds or the hub closes: giving up would lose the outage's events silently.
         """
-        since = self._last_seen
-        if since is None:
+        delay = 0.05
+        while self._state is _State.OPENED:
+            try:
+                messages = await self._read_missed()
+            except BackendError as exc:
+                logger.warning("catch-up after reconnecting failed, retrying in %.2fs: %s", delay, exc)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 2.0)
+                continue
+            break
+        else:
             return
-        patterns = [k for k in self._routes if is_pattern(k)]
-        topics = {k for k in self._routes if not is_pattern(k)}
-        messages: list[tuple[str, Event | Control]] = []
-        try:
-            if patterns:
-                topics.update(i.topic for i in await self.backend.topics("*") if matches_any(i.topic, patterns))
-            for topic in sorted(topics):
-                keys = [k for k in self._routes if matches_any(topic, [k])]
-                first = True
-                async for page in self.history_pages(topic, after=since):
-                    if first and page.trimmed is not None and page.trimmed > since:
-                        gap = Control(
-                            "gap", {"reason": "events were trimmed from history while the backend was unreachable"}
-                        )
-                        messages.extend((key, gap) for key in keys)
-                    first = False
-                    messages.extend((key, event) for event in page.events for key in keys)
-                    if page.events:
-                        self._caught_up[topic] = page.events[-1].seq
-        except BackendError as exc:
-            logger.warning("catch-up after reconnecting interrupted, waiting for the next reconnect: %s", exc)
-        messages.sort(key=lambda m: m[1].seq if type(m[1]) is Event else (0, 0))
         for key, item in messages:
             route = self._routes.get(key)
             if route is None:
@@ -411,34 +409,84 @@ class Hub:
             if isinstance(item, Event):
                 for sub in route.fanout:
                     sub.offer(item)
-                self._last_seen = max(self._last_seen or item.seq, item.seq)
-                self._last_ids[item.topic] = item.id
+                self._last_events[item.topic] = item
+                self._caught_up[item.topic] = item
             else:
                 for sub in route.fanout:
                     sub.put_control(Control(item.kind, item.fields))
         if self._dirty and self._flush_handle is None:
             self._schedule_flush()
 
+    async def _read_missed(self) -> list[tuple[str, Event | Control]]:
+        patterns = [k for k in self._routes if is_pattern(k)]
+        topics = {k for k in self._routes if not is_pattern(k)}
+        if patterns:
+            topics.update(i.topic for i in await self.backend.topics("*") if matches_any(i.topic, patterns))
+        messages: list[tuple[str, Event | Control]] = []
+        since_ms = self._last_ts - CATCH_UP_MARGIN_MS
+        for topic in sorted(topics):
+            keys = [k for k in self._routes if matches_any(topic, [k])]
+            last = self._last_events.get(topic)
+            after = None if last is None else last.seq
+            events: list[Event] = []
+            replaced = False
+            async for page in self.history_pages(topic, after=after, since_ms=None if last else since_ms):
+                if last is not None and not events:
+                    lost = _lost_since(last, page)
+                    if lost is not None:
+                        if page.epoch == last.epoch:
+                            await self.backend.new_epoch(topic, last.epoch)  # it went backwards
+                        else:
+                            replaced = page.epoch is not None
+                        messages.extend((key, lost) for key in keys)
+                        break
+                    if page.events and page.events[0].seq != last.seq + 1:
+                        gap = Control(
+                            "gap", {"reason": "events were trimmed from history while the backend was unreachable"}
+                        )
+                        messages.extend((key, gap) for key in keys)
+                events.extend(page.events)
+            if replaced:
+                # A new history began meanwhile: all of it is new to our subscribers (live repeats are dropped).
+                async for page in self.history_pages(topic):
+                    events.extend(page.events)
+            messages.extend((key, event) for event in events for key in keys)
+        messages.sort(key=lambda m: (m[1].ts, m[1].topic, m[1].seq) if isinstance(m[1], Event) else (0, "", 0))
+        return messages
+
     # -- history and introspection ---------------------------------------------------------
 
-    async def history(self, topic: str, *, after: EventId | None = None, limit: int = 1000) -> HistoryPage:
-        """Retained events of `topic` after `after`, oldest first. Raises `BackendUnavailable`."""
+    async def history(
+        self, topic: str, *, after: int | None = None, since_ms: int | None = None, limit: int = HISTORY_PAGE
+    ) -> HistoryPage:
+        """Retained events of `topic` after seq `after` (from `since_ms`), oldest first. Raises `BackendUnavailable`."""
         self._check_open()
-        return await self.backend.history(validate_topic(topic), after=after, limit=limit)
+        return await self.backend.history(validate_topic(topic), after=after, since_ms=since_ms, limit=limit)
 
     async def history_pages(
-        self, topic: str, *, after: EventId | None = None, limit: int | None = None, page_size: int = HISTORY_PAGE
+        self,
+        topic: str,
+        *,
+        after: int | None = None,
+        since_ms: int | None = None,
+        limit: int | None = None,
+        page_size: int = HISTORY_PAGE,
     ) -> AsyncIterator[HistoryPage]:
-        """Every retained page of `topic` after `after`, oldest first, up to `limit` events in all.
+        """Every retained page of `topic` after seq `after` (from `since_ms`), oldest first, up to `limit` events.
 
-        The first page is yielded even when empty (its `trimmed` tells whether events after
-        `after` were lost); the iteration ends at the newest retained event. Raises
-        `BackendUnavailable` from any page.
+        The first page is yielded even when empty (its `epoch` and `last` tell whether events
+        after `after` were lost); the iteration ends at the newest retained event. Pages after
+        the first stay in the first one's epoch: if the history changed epoch meanwhile, the
+        iteration ends there. Raises `BackendUnavailable` from any page.
         """
         remaining = limit
+        epoch: str | None = None
         while True:
             size = page_size if remaining is None else min(page_size, remaining)
-            page = await self.history(topic, after=after, limit=size)
+            page = await self.history(topic, after=after, since_ms=since_ms, limit=size)
+            if epoch is not None and page.epoch != epoch:
+                return
+            epoch = page.epoch
             yield page
             if remaining is not None:
                 remaining -= len(page.events)
@@ -473,7 +521,8 @@ class Hub:
         for topic, count in self._counts.items():
             entry = stats.setdefault(topic, TopicStats(topic))
             entry.events = count
-            entry.last_id = self._last_ids.get(topic)
+            last = self._last_events.get(topic)
+            entry.last_id = None if last is None else last.id
             mark_t, mark_count = self._rate_marks.get(topic, (now - _RATE_WINDOW_S, 0))
             if now - mark_t >= 1.0:
                 self._rates[topic] = (count - mark_count) / min(now - mark_t, _RATE_WINDOW_S)
@@ -487,3 +536,16 @@ class Hub:
         except Exception as exc:  # the listing still shows what this process knows
             logger.warning("could not list retained topics: %s", exc)
         return [stats[t] for t in sorted(stats)]
+
+
+def _lost_since(last: Event, page: HistoryPage) -> Control | None:
+    """A `reset` if the history no longer continues from `last` (lost, replaced, or gone backwards)."""
+    if page.epoch == last.epoch and page.last >= last.seq:
+        return None
+    reason = (
+        "the history went backwards while the backend was unreachable (a failover to a replica that lagged?); "
+        "events after the last delivered were lost"
+        if page.epoch == last.epoch
+        else "the history was lost while the backend was unreachable (restarted empty or replaced)"
+    )
+    return Control("reset", {"reason": reason, "last_event_id": last.id, "topics": [last.topic]})

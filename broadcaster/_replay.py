@@ -1,60 +1,77 @@
 """Replay: the retained events a stream sends before going live (resume and `?tail=`).
 
-The stream subscribes live first and holds live events in its queue; then it
-sends the replay; then the held events, skipping those the replay covered.
-No gap and no duplicate at the seam (Mercure's liveQueue/Ready scheme).
+The stream subscribes live first and holds live events in its queue; then it sends the
+replay; then the held events, skipping those the replay covered. No gap and no duplicate
+at the seam (Mercure's liveQueue/Ready scheme), per topic:
 
-Ids are ordered across topics, so a multi-topic replay is a merge by id of the
-topics' histories, and the last id a client saw says what it has seen of every
-topic of the stream. That only holds if the stream it received was in id order,
-seam included, so the replay has an upper bound:
+- for each topic, `upper` is the seq of its newest event, read *after* the live
+  subscription exists (with the topic's first history page). Every event up to it is in
+  the history (or lost, which the replay announces); every later one was published after
+  the subscription, so the live queue holds it;
+- the replay sends each topic's events in `(resume point, upper]`; the stream then drops
+  held live events of that topic and epoch with a seq up to `floor` (`upper`, or the
+  resume point if greater).
 
-- `upper` is the newest id of the stream's topics, read *after* the live
-  subscription exists and *before* any history page. Every event with an id up
-  to `upper` was published before the pages are read, so they hold it; every
-  event with a greater id was published after the subscription, so the live
-  queue holds it.
-- The replay sends the events in `(after, upper]`, merged by id; the stream then
-  drops held live events with an id up to `floor` (`upper`, or the resume point
-  if greater). The client gets one sequence in strictly increasing id order.
-
-Without the bound, topics read at different moments could let a live event of
-one topic come after a newer replayed event of another; a client cut off right
-there would resume past the first (a gap) or before the second (a duplicate).
+A resume point is a cursor (`_ids`): per topic the last position the client received,
+and for topics it has no position of, the time from which to replay. Each topic's
+position is checked against its history: another epoch (the history was lost or
+replaced), a position newer than anything published in the epoch, or events after it
+that are no longer retained all answer `reset` before the replay. Topics are merged by
+publish time, so a multi-topic replay reads in the order things happened; resuming does
+not depend on that order, only on each topic's own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
-import time
-from collections.abc import AsyncIterator, Sequence
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
-from ._event import Control, Event, EventId, format_id, parse_id
+from ._event import Control, Event
+from ._exceptions import BackendUnavailable
 from ._hub import Hub
+from ._ids import Cursor, Position
+from ._subscription import Item, Subscription
 from ._topics import is_pattern
+from .backends import HistoryPage
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 500
-#: A resume point more than this ahead of the server's clock was not issued by this server's history.
-FUTURE_TOLERANCE_MS = 60_000
+
+_LOST = "the history this resume point belongs to was lost (the backend restarted empty or was replaced)"
+_NEWER = "the resume point is newer than any event published in this history: the history was lost"
+_OLDER = "the resume point is older than the retained history; events after it were lost"
+_LEGACY = "the resume point is an id of an older server version; the history cannot be matched"
+_UNTRACKED = "the resume point carries no position of this topic (too many topics in one stream)"
 
 
-class _Cursor:
-    __slots__ = ("topic", "buffer", "position", "exhausted")
+class _Topic:
+    """One topic's part of a replay: where it resumes, its bound, its buffered page."""
+
+    __slots__ = ("topic", "epoch", "after", "upper", "buffer", "position", "exhausted", "since_ms")
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
+        self.epoch: str | None = None
+        self.after: int | None = None
+        self.upper = 0
+        self.since_ms: int | None = None
         self.buffer: list[Event] = []
         self.position = 0
-        self.exhausted = False
+        self.exhausted = True
 
 
 class Replay:
     """The replay of one stream: `prepare()` (may raise `BackendUnavailable`), then `pages()`.
 
-    Give exactly one of `after` (resume after that id) and `tail` (the last N
-    retained events). After `prepare()`, `floor` is the id up to which held live
-    events must be dropped (None: none); after `pages()`, `replayed` counts the
-    events sent.
+    Give exactly one of `after` (resume from that cursor) and `tail` (the last N retained
+    events). After `prepare()`, `seam()` filters the held live events; after `pages()`,
+    `replayed` counts the events sent.
     """
 
     def __init__(
@@ -62,7 +79,7 @@ class Replay:
         hub: Hub,
         selectors: Sequence[str],
         *,
-        after: EventId | None = None,
+        after: Cursor | None = None,
         tail: int | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
@@ -76,152 +93,215 @@ class Replay:
         self.tail = tail
         self.page_size = page_size
         self.replayed = 0
-        #: The newest id of the stream's topics as the replay started (None: nothing retained).
-        self.upper: EventId | None = None
-        #: Held live events with an id up to this were replayed or seen by the client: drop them.
-        self.floor: EventId | None = None
-        self._cursors: list[_Cursor] = []
-        self._reset: Control | None = None
+        self.prepared = False
+        #: Per topic, (epoch, seq): held live events of that epoch up to seq were replayed or seen.
+        self.floors: dict[str, Position] = {}
+        self._topics: list[_Topic] = []
+        self._resets: list[Control] = []
+        #: A multi-topic stream's starting cursor (`_ids.StreamCursor.text()`): `live` carries it.
+        self.cursor: str | None = None
+
+    async def _stream_topics(self) -> list[str]:
+        topics = dict.fromkeys(s for s in self.selectors if not is_pattern(s))
+        for pattern in (s for s in self.selectors if is_pattern(s)):
+            topics.update((info.topic, None) for info in await self.hub.retained_topics(pattern))
+        return list(topics)
 
     async def prepare(self) -> None:
-        """Bound the replay, read the first page of every topic and detect a `reset`, before the response starts."""
-        explicit = [s for s in self.selectors if not is_pattern(s)]
-        patterns = [s for s in self.selectors if is_pattern(s)]
-        topics: dict[str, None] = dict.fromkeys(explicit)
-        upper: EventId | None = None
-        for pattern in patterns:
-            for info in await self.hub.retained_topics(pattern):
-                topics[info.topic] = None
-                if info.last_id is not None:
-                    upper = _newer(upper, parse_id(info.last_id))
-        count = 1 if self.tail is None else self.tail
-        newest: list[EventId] = []  # tail: the ids of the newest `tail` events seen
-        if count:
-            # Listed pattern topics came with their last id; a resume needs the named topics' only.
-            for topic in list(topics) if self.tail is not None else explicit:
-                events = await self.hub.tail(topic, count)
-                if events:
-                    upper = _newer(upper, events[-1].seq)
-                    if self.tail is not None:
-                        newest = heapq.nlargest(self.tail, [*newest, *(e.seq for e in events)])
-        if patterns:
-            # A topic created while the bound was read may hold events up to it: list again.
-            for pattern in patterns:
-                topics.update((info.topic, None) for info in await self.hub.retained_topics(pattern))
-        self.upper = upper
+        """Bound the replay of every topic and detect `reset`s. Raises `BackendUnavailable`."""
+        self._topics = []
+        self._resets = []
+        self.floors = {}
+        topics = await self._stream_topics()
         if self.tail is not None:
-            if not newest or upper is None:
-                return  # nothing retained (or tail=0): nothing to replay, every live event is new
-            self.floor = upper
-            # Replay from the oldest of the newest N through `upper`: one contiguous run of ids.
-            await self._open(topics, _before(min(newest)))
-            return
-        assert self.after is not None
-        after = self.after
-        now_ms = time.time_ns() // 1_000_000
-        if (upper is None or after > upper) and after[0] > now_ms + FUTURE_TOLERANCE_MS:
-            self.floor = upper
-            self._reset = Control(
-                "reset",
-                {
-                    "reason": "the resume point is newer than any event of this server; replaying nothing",
-                    "last_event_id": format_id(after),
-                    "topics": list(topics),
-                },
-            )
-            return
-        self.floor = after if upper is None else max(after, upper)
-        lost = await self._open(topics, after) if upper is not None and upper > after else []
-        horizon_ms = now_ms - int(self.hub.settings.history_ttl_s * 1000)
-        if lost or after[0] < horizon_ms:
-            self._reset = Control(
-                "reset",
-                {
-                    "reason": "the resume point is older than the retained history; events after it were lost",
-                    "last_event_id": format_id(after),
-                    "topics": lost or list(topics),
-                },
-            )
-
-    async def _open(self, topics: dict[str, None], start: EventId) -> list[str]:
-        """Read every topic's first page after `start`; return the topics that lost events after it."""
-        lost = []
-        for topic in topics:
-            cursor = _Cursor(topic)
-            trimmed = await self._fill(cursor, start)
-            if trimmed is not None and trimmed > start:
-                lost.append(topic)
-            if cursor.buffer:
-                self._cursors.append(cursor)
-        return lost
-
-    async def _fill(self, cursor: _Cursor, after: EventId) -> EventId | None:
-        assert self.upper is not None
-        upper = self.upper
-        page = await self.hub.history(cursor.topic, after=after, limit=self.page_size)
-        events = page.events
-        if events and events[-1].seq > upper:
-            events = [e for e in events if e.seq <= upper]  # published after the bound: the live queue has them
-            cursor.exhausted = True
+            await self._prepare_tail(topics, self.tail)
         else:
-            # A short page may only mean expired entries were dropped from it: only an empty
-            # page, or one that reaches the bound, ends the topic.
-            cursor.exhausted = not events or events[-1].seq >= upper
-        cursor.buffer = events
-        cursor.position = 0
-        return page.trimmed
+            assert self.after is not None
+            await self._prepare_resume(topics, self.after)
+        self.prepared = True
 
-    async def pages(self, limit: int | None = None) -> AsyncIterator[list[Event | Control]]:
-        """The replay in id order, as lists of at most `page_size` events (a `reset` first if any).
+    async def _prepare_tail(self, topics: list[str], count: int) -> None:
+        if count == 0:
+            return
+        newest: list[tuple[int, str, int]] = []
+        per_topic: dict[str, list[Event]] = {}
+        for topic in topics:
+            events = await self.hub.tail(topic, count)
+            if events:
+                per_topic[topic] = events
+                self.floors[topic] = (events[-1].epoch, events[-1].seq)
+                newest = heapq.nlargest(count, [*newest, *((e.ts, e.topic, e.seq) for e in events)])
+        chosen: dict[str, int] = {}
+        for _, topic, seq in newest:
+            chosen[topic] = min(chosen.get(topic, seq), seq)
+        for topic, events in per_topic.items():
+            if topic in chosen:
+                part = _Topic(topic)
+                part.buffer = [e for e in events if e.seq >= chosen[topic]]
+                self._topics.append(part)
+
+    async def _prepare_resume(self, topics: list[str], cursor: Cursor) -> None:
+        lost: dict[str, list[str]] = {}
+        for topic in topics:
+            reason = await self._open_topic(topic, cursor)
+            if reason is not None:
+                lost.setdefault(reason, []).append(topic)
+        for reason, names in lost.items():
+            self._resets.append(Control("reset", {"reason": reason, "topics": names}))
+
+    async def _open_topic(self, topic: str, cursor: Cursor) -> str | None:
+        """Read the topic's first page from its resume point; return why events were lost, if they were."""
+        part = _Topic(topic)
+        position = None if cursor.legacy else cursor.position(topic)
+        if position is None and not cursor.legacy and cursor.base_ms is not None and not cursor.truncated:
+            part.since_ms = cursor.base_ms  # the client had nothing of this topic since the stream began
+        elif position is not None:
+            part.epoch, part.after = position
+        page = await self.hub.history(topic, after=part.after, since_ms=part.since_ms, limit=self.page_size)
+        reason: str | None = None
+        if cursor.legacy:
+            # Every retained event was published after the upgrade that retired the old ids (new
+            # keys, a restarted process): the client saw none of them. Replay them all.
+            reason = _LEGACY
+        elif position is None and part.since_ms is None:
+            reason = _UNTRACKED if page.events else None
+            page = HistoryPage([], page.epoch, page.last)  # nothing to replay: live from here
+        elif position is not None:
+            epoch, seq = position
+            if page.epoch != epoch:
+                reason = _LOST if seq else None
+                # Another history: the client saw none of it. Replay what it retains.
+                page = await self.hub.history(topic, limit=self.page_size)
+            elif seq > page.last:
+                reason = _NEWER  # the history went backwards: what follows its newest event is new
+                page = HistoryPage([], page.epoch, page.last)
+            elif (page.events[0].seq if page.events else page.last + 1) != seq + 1 and seq < page.last:
+                reason = _OLDER
+        if page.epoch is not None:
+            part.epoch = page.epoch
+            part.upper = page.last
+            self.floors[topic] = (page.epoch, page.last)
+        self._take(part, page.events)
+        if part.buffer:
+            self._topics.append(part)
+        return reason
+
+    def _take(self, part: _Topic, events: list[Event]) -> None:
+        if events and events[-1].seq > part.upper:
+            events = [e for e in events if e.seq <= part.upper]  # after the bound: the live queue has them
+        part.exhausted = not events or events[-1].seq >= part.upper
+        part.buffer = events
+        part.position = 0
+
+    async def _refill(self, part: _Topic, last: Event) -> Control | None:
+        page = await self.hub.history(part.topic, after=last.seq, limit=self.page_size)
+        if page.epoch != part.epoch:
+            part.buffer, part.exhausted = [], True
+            return Control("reset", {"reason": _LOST, "topics": [part.topic], "last_event_id": last.id})
+        first = page.events[0].seq if page.events else None
+        self._take(part, page.events)
+        if last.seq < part.upper and first != last.seq + 1:
+            # Trimmed while the replay ran (it was slower than the publishers): say so, in place.
+            reason = "history was trimmed during the replay; events after this id were lost"
+            return Control("reset", {"reason": reason, "last_event_id": last.id, "topics": [part.topic]})
+        return None
+
+    async def pages(self, limit: int | None = None) -> AsyncIterator[list[Item]]:
+        """The replay merged by publish time, as lists of at most `page_size` events (`reset`s first).
 
         `limit` stops it after that many events (a stream's `max_events`).
         """
-        if self._reset is not None:
-            yield [self._reset]
-        heap = [(cursor.buffer[0].seq, index) for index, cursor in enumerate(self._cursors)]
+        if self._resets:
+            yield list(self._resets)
+        heap = [(part.buffer[0].ts, part.topic, index) for index, part in enumerate(self._topics)]
         heapq.heapify(heap)
-        page: list[Event | Control] = []
+        page: list[Item] = []
         while heap and (limit is None or self.replayed < limit):
-            _, index = heapq.heappop(heap)
-            cursor = self._cursors[index]
-            event = cursor.buffer[cursor.position]
+            _, _, index = heapq.heappop(heap)
+            part = self._topics[index]
+            event = part.buffer[part.position]
             page.append(event)
             self.replayed += 1
-            cursor.position += 1
-            if cursor.position == len(cursor.buffer) and not cursor.exhausted:
-                trimmed = await self._fill(cursor, event.seq)
-                if trimmed is not None and trimmed > event.seq:
-                    # Trimmed while the replay ran (it was slower than the publishers): say so, in place.
-                    page.append(self._lost_during_replay(cursor.topic, event))
-            if cursor.position < len(cursor.buffer):
-                heapq.heappush(heap, (cursor.buffer[cursor.position].seq, index))
+            part.position += 1
+            if part.position == len(part.buffer) and not part.exhausted:
+                notice = await self._refill(part, event)
+                if notice is not None:
+                    page.append(notice)
+            if part.position < len(part.buffer):
+                heapq.heappush(heap, (part.buffer[part.position].ts, part.topic, index))
             if len(page) >= self.page_size:
                 yield page
                 page = []
         if page:
             yield page
 
-    @staticmethod
-    def _lost_during_replay(topic: str, event: Event) -> Control:
-        return Control(
-            "reset",
-            {
-                "reason": "history was trimmed during the replay; events after this id were lost",
-                "last_event_id": event.id,
-                "topics": [topic],
-            },
-        )
-
     def live(self) -> Control:
         """The `live` control message: the replay is complete, live events follow."""
-        return Control("live", {"replayed": self.replayed})
+        if self.cursor is None:
+            return Control("live", {"replayed": self.replayed})
+        return Control("live", {"replayed": self.replayed, "cursor": self.cursor})
+
+    def seam(self, items: list[Item]) -> list[Item]:
+        """Held live items without the events the replay covered (per topic: epoch and seq up to its floor)."""
+        floors = self.floors
+        if not floors:
+            return items
+        kept: list[Item] = []
+        for item in items:
+            if type(item) is Event:
+                floor: Any = floors.get(item.topic)
+                if floor is not None:
+                    if item.epoch == floor[0] and item.seq <= floor[1]:
+                        continue
+                    del floors[item.topic]  # past this topic's seam: its later events are all new
+            kept.append(item)
+        return kept
 
 
-def _newer(current: EventId | None, candidate: EventId) -> EventId:
-    return candidate if current is None or candidate > current else current
+class Opening:
+    """A stream opened while the backend is unreachable: it waits (200, keepalives) for the backend.
 
+    `wait()` retries the replay's preparation (or, for a stream without a resume point,
+    waits for the backend to answer again) with a jittered backoff, and gives the stream
+    a chance to write a keepalive whenever it wakes. After `wait_s` it ends the stream with
+    `shutdown` (`backend_unavailable`) and a jittered reconnect hint, so every client
+    reconnects by itself; a stream never answers a non-200 for a transient backend fault.
+    """
 
-def _before(event_id: EventId) -> EventId:
-    """The greatest id below `event_id` (an exclusive start that includes it)."""
-    ms, n = event_id
-    return (ms, n - 1) if n > 0 else (ms - 1, 2**64 - 1)
+    def __init__(self, hub: Hub, replay: Replay | None, wait_s: float) -> None:
+        self.hub = hub
+        self.replay = replay
+        self.wait_s = wait_s
+
+    async def _attempt(self) -> bool:
+        try:
+            if self.replay is not None:
+                await self.replay.prepare()
+                return True
+            return self.hub.backend_available
+        except BackendUnavailable:
+            return False
+
+    async def wait(self, sub: Subscription, on_idle: Callable[[], Awaitable[None]]) -> bool:
+        """True once the stream can go on; False if it ended (outage too long, or the client left)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        delay = 0.05
+        while not await self._attempt():
+            now = loop.time()
+            if now >= deadline:
+                logger.info("a stream waited %.0fs for the backend; ending it", self.wait_s)
+                sub.finish(self.hub.shutdown_message("backend_unavailable"))
+                return False
+            pause = min(delay * random.uniform(0.8, 1.2), deadline - now)
+            if sub.pending:
+                await asyncio.sleep(pause)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await sub.wait()  # the monitor wakes it when a keepalive is due
+            if sub.ended:
+                return False
+            await on_idle()
+            delay = min(delay * 2, 1.0)
+        return True

@@ -24,11 +24,10 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol, TypeGuard
 
-from ._event import Control, Event, EventId
+from ._event import Control, Event
 from ._exceptions import HubClosed, SubscriberEvicted
 from ._types import OverflowPolicy
 
-_NEVER: EventId = (-1, -1)  # older than every id
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class Subscription:
         "_poked",
         "_state",
         "_end",
-        "_last_seq",
+        "_last",
         "_on_release",
         "_dirty_list",
         "_dirty",
@@ -104,11 +103,11 @@ class Subscription:
         self._state = _OPEN
         self._end: Control | None = None
         # Only a subscription with several selectors can be offered an event twice (a topic
-        # and a pattern that matches it); ids increase within a topic, so it keeps the last id
-        # per topic and drops anything not newer. Per topic, not one for all: on a cluster a
-        # shard's catch-up after a failover brings older ids than other shards' live events.
+        # and a pattern that matches it); seqs increase along a topic's epoch, so it keeps the
+        # last event per topic and drops anything not newer. Per topic, not one for all: on a cluster
+        # a shard's catch-up after a failover brings older events than other shards' live ones.
         # A single selector costs nothing here.
-        self._last_seq: dict[str, EventId] | None = {} if len(self.selectors) > 1 else None
+        self._last: dict[str, Event] | None = {} if len(self.selectors) > 1 else None
         self._on_release = on_release
         #: The hub's list of subscriptions to flush after this burst (or window) of offers.
         self._dirty_list = dirty_list
@@ -125,12 +124,12 @@ class Subscription:
         """Queue `event` without waiting; apply the overflow policy if it does not fit."""
         if self._state != _OPEN:
             return
-        last = self._last_seq
-        if last is not None:
-            seq = event.seq
-            if seq <= last.get(event.topic, _NEVER):
+        last_events = self._last
+        if last_events is not None:
+            last = last_events.get(event.topic)
+            if last is not None and event.seq <= last.seq and event.epoch == last.epoch:
                 return  # the same event through another of its selectors
-            last[event.topic] = seq
+            last_events[event.topic] = event
         size = event.size
         if (self._events >= self.queue_size or self._bytes + size > self.queue_bytes) and not self._spill():
             self._overflow(event, size)
@@ -282,6 +281,11 @@ class Subscription:
     @property
     def queued(self) -> int:
         return self._events
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything (an event or a control message) waits in the queue."""
+        return bool(self._queue)
 
     async def wait(self) -> None:
         """Sleep until something is queued, the subscription ends, or `wake()` is called."""

@@ -9,8 +9,10 @@ What it times is what a delivery costs in framing, on the encoders' public inter
 (`encode`, `chunk`, `control`): per fresh event, the first subscriber frames it (SSE,
 the SSE envelope of a multi-topic stream, NDJSON) and 999 more take the cached chunk
 (the direct-write fast path); then batches of 10 events and a control message (the
-writer path). Each round runs each tree in its own fresh subprocess (`PYTHONPATH` set
-to it), alternating, so both see the same machine state; the report gives each
+writer path); then a multi-topic SSE delivery as the server makes it (with stream
+cursors: one encoder per stream, its `id:` built per stream). Each round runs each tree
+in its own fresh subprocess (this file, with `PYTHONPATH` set to the tree), alternating,
+so both see the same machine state; the report gives each
 measure's median over the rounds and the ratio after/before. Bounded: a fixed count of
 events per round and a timeout per subprocess.
 """
@@ -68,13 +70,43 @@ def _measure() -> dict[str, float]:
         for ev in fresh:
             encoder.encode([ev])
         results[f"{name}_first_frame_ns"] = (time.perf_counter_ns() - start) / EVENTS
+    results["multi_topic_sse_ns_per_delivery"] = _multi_topic_sse()
     return results
 
 
+def _multi_topic_sse() -> float:
+    """A multi-topic SSE delivery as the server makes it: in a tree with stream cursors
+    (`broadcaster._ids.StreamCursor`), one encoder per stream whose `id:` is built per stream;
+    before, one shared envelope encoder whose chunk is cached for every subscriber."""
+    from broadcaster._event import Event
+    from broadcaster.http.encoders import SSEEncoder
+
+    topics = [f"bench.{n}" for n in range(4)]
+    events_n, subscribers = EVENTS // 4, SUBSCRIBERS
+    try:
+        from broadcaster._ids import StreamCursor, format_id
+    except ImportError:
+        events = [Event(topics[n % 4], f"1700000000000-{n}", "message", DATA, 1700000000000) for n in range(events_n)]
+        shared = SSEEncoder(envelope=True)
+        encoders = [shared] * subscribers
+    else:
+        events = [
+            Event(topics[n % 4], format_id(topics[n % 4], "0badcafe", n + 1), "message", DATA, 1700000000000)
+            for n in range(events_n)
+        ]
+        encoders = [SSEEncoder(envelope=True, cursor=StreamCursor(1700000000000, 64)) for _ in range(subscribers)]
+    start = time.perf_counter_ns()
+    for ev in events:
+        for encoder in encoders:
+            encoder.chunk(ev)
+    return (time.perf_counter_ns() - start) / (events_n * subscribers)
+
+
 def _run_tree(tree: Path, timeout_s: float) -> dict[str, float]:
+    # This file measures both trees (the same measures); `broadcaster` comes from `tree`.
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
     out = subprocess.run(
-        [sys.executable, "-m", "loadtest.framing", "--tree", str(tree)],
+        [sys.executable, str(Path(__file__).resolve()), "--tree", str(tree)],
         env=env,
         capture_output=True,
         timeout=timeout_s,

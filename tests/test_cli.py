@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def test_cli_publish_reads_stdin_and_uses_broadcaster_url(make_settings):
             env=_env(BROADCASTER_URL=server.url),
         )
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip().count("-") == 1
+        assert re.fullmatch(r"[0-9a-f]{8}\.[0-9a-f]{8}\.1", result.stdout.strip()), result.stdout
 
 
 def test_cli_publish_invalid_json_exits_2_with_the_quoting_hint():

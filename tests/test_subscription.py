@@ -10,7 +10,7 @@ from broadcaster import Control, Event, HubClosed, OverflowPolicy, SubscriberEvi
 
 
 def ev(n: int, data: bytes = b"{}", topic: str = "t") -> Event:
-    return Event(topic, f"1000-{n}", "message", data)
+    return Event(topic, f"0000000a.0000000e.{n}", "message", data, 1000)
 
 
 def make_sub(
@@ -30,7 +30,9 @@ def make_sub(
 
 def gap(first: int, last: int, dropped: int | None = None) -> Control:
     count = last - first + 1 if dropped is None else dropped
-    return Control("gap", {"dropped": count, "first_id": f"1000-{first}", "last_id": f"1000-{last}"})
+    return Control(
+        "gap", {"dropped": count, "first_id": f"0000000a.0000000e.{first}", "last_id": f"0000000a.0000000e.{last}"}
+    )
 
 
 def ids(items: list[Event | Control]) -> list[str]:
@@ -132,7 +134,7 @@ async def test_subscription_drop_oldest_in_bytes():
     sub.offer(ev(1, small))
     sub.offer(ev(2, small))
     sub.offer(ev(3, big))  # does not fit beside both small ones: the oldest goes
-    assert ids(sub.drain()) == ["<gap>", "1000-2", "1000-3"]
+    assert ids(sub.drain()) == ["<gap>", "0000000a.0000000e.2", "0000000a.0000000e.3"]
 
 
 async def test_subscription_drop_newest_puts_one_gap_after_the_queue():
@@ -346,4 +348,4 @@ async def test_subscription_put_control_costs_no_room():
     sub.put_control(Control("live"))
     sub.offer(ev(1))
     assert not sub.evicted
-    assert ids(sub.drain()) == ["<reset>", "<live>", "1000-1"]
+    assert ids(sub.drain()) == ["<reset>", "<live>", "0000000a.0000000e.1"]

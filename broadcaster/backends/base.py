@@ -1,9 +1,9 @@
 """The backend protocol: what the hub needs from a transport between processes.
 
 A backend stores and carries events; it never sees JSON (data crosses as bytes).
-It assigns event ids (`<ms>-<n>`, ordered across all its topics), keeps a
-bounded history per topic, and delivers every event published on a subscribed
-topic or pattern to `messages()`, once per matching subscription key.
+It numbers each topic's events (`seq` 1, 2, ... within the topic's epoch, see
+`_ids`), keeps a bounded history per topic, and delivers every event published on
+a subscribed topic or pattern to `messages()`, once per matching subscription key.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, Self, runtime_checkable
 
-from .._event import Control, Event, EventId
+from .._event import Control, Event
 
 
 class BackendMessage(NamedTuple):
@@ -34,15 +34,18 @@ RESYNC = BackendMessage("", Control(RESYNC_KIND))
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
-    """A page of retained events, oldest first.
+    """A page of retained events of one topic, oldest first, and where the topic's history stands.
 
-    `trimmed` is the id of the newest event of the topic that is no longer
-    retained (cut by count or age), or None if nothing was ever cut: a resume
-    point older than it has lost events, which the stream announces with `reset`.
+    `epoch` names the topic's current history (None: the backend knows nothing of the
+    topic, never published or forgotten); `last` is the seq of the newest event ever
+    published in that epoch (0: none), kept after the retained events expire. Seqs have no
+    gap within an epoch, so a reader after seq `n` lost events when the first event it
+    gets is not `n + 1` (or it gets none and `last > n`): the stream announces `reset`.
     """
 
     events: list[Event]
-    trimmed: EventId | None
+    epoch: str | None
+    last: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +93,17 @@ class Backend(Protocol):
         """
         ...
 
-    async def history(self, topic: str, *, after: EventId | None, limit: int) -> HistoryPage:
-        """Retained events with an id greater than `after` (all if None), oldest first, at most `limit`."""
+    async def history(
+        self, topic: str, *, after: int | None = None, since_ms: int | None = None, limit: int
+    ) -> HistoryPage:
+        """Retained events with a seq greater than `after` (and `ts >= since_ms` if given), oldest first.
+
+        At most `limit` events. `after` counts in the topic's current epoch.
+        """
+        ...
+
+    async def new_epoch(self, topic: str, replaced: str) -> None:
+        """Start a new epoch for `topic` if its history is still in epoch `replaced` (it went backwards)."""
         ...
 
     async def tail(self, topic: str, count: int) -> list[Event]:

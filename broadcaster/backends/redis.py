@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -38,17 +39,20 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from .._event import Event, EventId, format_id, join_lines, parse_id
+from .._event import Event, join_lines
 from .._exceptions import BackendClosed, BackendError, BackendUnavailable
+from .._ids import format_id, topic_tag
 from .._redact import redact_url
 from .._topics import is_pattern, pattern_regex
 from ._pubsub import PubSubConnection
-from ._redis_scripts import PUBLISH_SCRIPT
+from ._redis_scripts import NEW_EPOCH_SCRIPT, PUBLISH_SCRIPT
 from .base import RESYNC, BackendMessage, HistoryPage, TopicInfo
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: How long a topic's epoch and last seq outlive its last publish (resumes from it say `reset` after).
+META_TTL_MS = 7 * 86_400_000
 
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 DEFAULT_READ_TIMEOUT_S = 1.0
@@ -102,6 +106,7 @@ class RedisBackend:
         self.prefix = prefix
         self.history_size = history_size
         self.history_ttl_ms = int(history_ttl_s * 1000)
+        self.meta_ttl_ms = max(META_TTL_MS, 2 * self.history_ttl_ms)
         # redis-py's return types are unions of every RESP shape; we know ours, so Any.
         self._client: Any = None
         self._script: Any = None
@@ -184,108 +189,133 @@ class RedisBackend:
     # -- publishing and history ------------------------------------------------------------
 
     def _stream_key(self, topic: str) -> str:
-        return f"{self.prefix}stream:{topic}"
+        # `{topic}` is a Redis Cluster hash tag: every key of a topic lives in one slot (issue 17).
+        return f"{self.prefix}stream:{{{topic}}}"
 
-    def _trim_key(self, topic: str) -> str:
-        return f"{self.prefix}trimmed:{topic}"
+    def _meta_key(self, topic: str) -> str:
+        return f"{self.prefix}meta:{{{topic}}}"
 
     async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> list[Event]:
         self._check_open()
         if not items:
             return []
-        keys = [self.prefix + "state", self._stream_key(topic), self._trim_key(topic), self.prefix + "topics"]
+        keys = [self._stream_key(topic), self._meta_key(topic), self.prefix + "topics"]
         # Three arguments for the whole batch, not two per event: packing thousands of
         # arguments was most of the server's cost of a batch (and Redis parses fewer).
         # The batch travels newline-framed, to the script and in its PUBLISH.
         type_arg, blob = batch_args(items)
-        args = [self.prefix + topic, self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob]
+        args = [self._channel(topic), self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob]
+        args.append(self.meta_ttl_ms)
         try:
-            ms, n = await self._run(lambda: self._script(keys=keys, args=args))
+            raw_epoch, n, ms = await self._run(lambda: self._script(keys=keys, args=args))
         except BackendUnavailable:
             self.available = False
             raise
         self.available = True
-        ms = int(ms)
-        n = int(n)
-        return [Event(topic, f"{ms}-{n + i + 1}", t, d, ms) for i, (t, d) in enumerate(items)]
+        epoch = raw_epoch.decode()
+        return _events(topic, epoch, int(n) + 1, int(ms), items)
 
-    def _expired_before(self) -> EventId:
-        return (time.time_ns() // 1_000_000 - self.history_ttl_ms, 0)
+    async def new_epoch(self, topic: str, replaced: str) -> None:
+        client = self._check_open()
+        keys = [self._meta_key(topic), self._stream_key(topic)]
+        await self._run(lambda: client.eval(NEW_EPOCH_SCRIPT, 2, *keys, replaced))
 
-    def _to_events(self, topic: str, entries: list[Any]) -> list[Event]:
+    def _to_events(self, topic: str, epoch: str, entries: list[Any]) -> list[Event]:
         events = []
         for raw_id, fields in entries:
             fields = dict(zip(fields[::2], fields[1::2], strict=True)) if isinstance(fields, list) else fields
-            events.append(Event(topic, raw_id.decode(), fields[b"t"].decode(), fields[b"d"]))
+            seq_text, _, ms = raw_id.decode().partition("-")
+            seq = int(seq_text)
+            event_id = format_id(topic, epoch, seq)
+            events.append(Event(topic, event_id, fields[b"t"].decode(), fields[b"d"], int(ms), seq=seq, epoch=epoch))
         return events
 
-    def _apply_ttl(
-        self, events: list[Event], trimmed: EventId | None, horizon: EventId | None = None
-    ) -> tuple[list[Event], EventId | None]:
-        """Events of an idle topic can outlive the ttl until its next publish; readers drop them."""
-        horizon = horizon or self._expired_before()
-        while events and events[0].seq < horizon:
-            trimmed = events.pop(0).seq
-        return events, trimmed
+    def _horizon_ms(self) -> int:
+        return time.time_ns() // 1_000_000 - self.history_ttl_ms
 
-    async def history(self, topic: str, *, after: EventId | None, limit: int) -> HistoryPage:
+    async def history(
+        self, topic: str, *, after: int | None = None, since_ms: int | None = None, limit: int
+    ) -> HistoryPage:
         client = self._check_open()
         key = self._stream_key(topic)
-        horizon = self._expired_before()
-        # Start at the ttl horizon, not at the oldest entry: an idle topic still holds expired
-        # entries, and a page of them would come back empty, as if the history ended there.
-        skipped_from: str | None = None
-        if after is None or after < horizon:
-            start = format_id(horizon)
-            skipped_from = "-" if after is None else "(" + format_id(after)
-        else:
-            start = "(" + format_id(after)
+        # Events of an idle topic can outlive the ttl until its next publish: readers skip them.
+        since = max(self._horizon_ms(), since_ms or 0)
 
         async def read() -> list[Any]:
             async with client.pipeline(transaction=False) as pipe:
-                pipe.xrange(key, start, "+", count=limit)
-                pipe.get(self._trim_key(topic))
-                if skipped_from is not None:  # the newest entry skipped that way counts as trimmed
-                    pipe.xrevrange(key, "(" + format_id(horizon), skipped_from, count=1)
+                pipe.hmget(self._meta_key(topic), "e", "n")
+                pipe.xrange(key, "-" if after is None else f"({after}-18446744073709551615", "+", count=limit)
                 result: list[Any] = await pipe.execute()
                 return result
 
-        entries, mark, *skipped = await self._run(read)
-        trimmed = parse_id(mark.decode()) if mark else None
-        if skipped and skipped[0]:
-            newest_expired = parse_id(skipped[0][0][0].decode())
-            trimmed = newest_expired if trimmed is None else max(trimmed, newest_expired)
-        events, trimmed = self._apply_ttl(self._to_events(topic, entries), trimmed, horizon)
-        return HistoryPage(events, trimmed)
+        meta, entries = await self._run(read)
+        if meta[0] is None:
+            return HistoryPage([], None, 0)
+        epoch = meta[0].decode()
+        events = self._to_events(topic, epoch, entries)
+        if events and events[0].ts < since:
+            if events[-1].ts < since and len(entries) == limit:
+                # A whole page too old (an idle topic's expired entries, or before `since_ms`):
+                # find the first recent one from the newest end instead.
+                return await self._history_since(topic, epoch, int(meta[1]), since, limit)
+            events = [e for e in events if e.ts >= since]
+        return HistoryPage(events, epoch, int(meta[1]))
+
+    async def _history_since(self, topic: str, epoch: str, last: int, since: int, limit: int) -> HistoryPage:
+        """The oldest `limit` events with `ts >= since`, read backwards from the newest (cost: what is read)."""
+        client = self._check_open()
+        newer: list[Event] = []
+        end = "+"
+        while True:
+            entries = await self._run(functools.partial(client.xrevrange, self._stream_key(topic), end, "-", count=256))
+            page = self._to_events(topic, epoch, entries)
+            fresh = [e for e in page if e.ts >= since]
+            newer.extend(fresh)
+            if len(fresh) < len(page) or len(entries) < 256:
+                break
+            end = f"({page[-1].seq}-0"
+        newer.reverse()
+        return HistoryPage(newer[:limit], epoch, last)
 
     async def tail(self, topic: str, count: int) -> list[Event]:
         client = self._check_open()
         if count <= 0:
             return []
-        entries = await self._run(lambda: client.xrevrange(self._stream_key(topic), "+", "-", count=count))
-        events = self._to_events(topic, list(reversed(entries)))
-        return self._apply_ttl(events, None)[0]
+
+        async def read() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.hget(self._meta_key(topic), "e")
+                pipe.xrevrange(self._stream_key(topic), "+", "-", count=count)
+                result: list[Any] = await pipe.execute()
+                return result
+
+        epoch, entries = await self._run(read)
+        if epoch is None:
+            return []
+        horizon = self._horizon_ms()
+        return [e for e in self._to_events(topic, epoch.decode(), list(reversed(entries))) if e.ts >= horizon]
 
     async def topics(self, pattern: str = "*") -> list[TopicInfo]:
         client = self._check_open()
         rx = pattern_regex(pattern)
         with _map_redis_errors():
-            names = await client.zrangebyscore(self.prefix + "topics", self._expired_before()[0], "+inf")
+            names = await client.zrangebyscore(self.prefix + "topics", self._horizon_ms(), "+inf")
             topics = sorted(n.decode() for n in names if rx.match(n.decode()))
             async with client.pipeline(transaction=False) as pipe:
                 for topic in topics:
-                    pipe.xinfo_stream(self._stream_key(topic))
-                infos = await pipe.execute(raise_on_error=False)
-        return self._topic_infos(topics, infos)
+                    pipe.xlen(self._stream_key(topic))
+                    pipe.hmget(self._meta_key(topic), "e", "n")
+                replies = await pipe.execute(raise_on_error=False)
+        return self._topic_infos(topics, replies)
 
     @staticmethod
-    def _topic_infos(topics: list[str], infos: list[Any]) -> list[TopicInfo]:
-        """TopicInfo of each topic whose XINFO STREAM answer shows retained events."""
+    def _topic_infos(topics: list[str], replies: list[Any]) -> list[TopicInfo]:
+        """TopicInfo of each topic with retained events, from its XLEN and HMGET meta e n replies."""
         result = []
-        for topic, info in zip(topics, infos, strict=True):
-            if isinstance(info, dict) and info.get("length"):
-                last = info.get("last-generated-id")
-                result.append(TopicInfo(topic, int(info["length"]), last.decode() if last else None))
+        for index, topic in enumerate(topics):
+            length, (epoch, last) = replies[2 * index], replies[2 * index + 1]
+            if isinstance(length, int) and length and epoch is not None:
+                result.append(TopicInfo(topic, length, format_id(topic, epoch.decode(), int(last))))
         return result
 
     # -- subscribing -----------------------------------------------------------------------
@@ -451,18 +481,29 @@ class RedisBackend:
                 yield BackendMessage(key, event)
 
     def _decode(self, channel: bytes, payload: bytes) -> list[Event]:
-        """The events of one PUBLISH (a batch: `<id> <type> <data>` lines joined by newlines)."""
+        """The events of one PUBLISH: a head line `<epoch> <first seq> <ms>`, then `<type> <data>` lines."""
         last = self._last_message
         if last is not None and last[0] == channel and last[1] == payload:
             return last[2]  # the same publish through a topic and a pattern: the same Event objects
         topic = channel[len(self.prefix) :].decode()
+        head, _, body = payload.partition(b"\n")
+        raw_epoch, raw_first, raw_ms = head.split(b" ")
+        epoch = raw_epoch.decode()
+        seq = int(raw_first)
+        ms = int(raw_ms)
+        tag = topic_tag(topic)
         events = []
-        ts: int | None = None  # one script run: every event of the batch has the same ms
-        for line in payload.split(b"\n"):
-            head, _, rest = line.partition(b" ")
-            event_type, _, data = rest.partition(b" ")
-            event = Event(topic, head.decode(), event_type.decode(), data, ts)
-            ts = event.ts
-            events.append(event)
+        for line in body.split(b"\n"):
+            event_type, _, data = line.partition(b" ")
+            events.append(Event(topic, f"{tag}.{epoch}.{seq}", event_type.decode(), data, ms, seq=seq, epoch=epoch))
+            seq += 1
         self._last_message = (channel, payload, events)
         return events
+
+
+def _events(topic: str, epoch: str, first: int, ms: int, items: Sequence[tuple[str, bytes]]) -> list[Event]:
+    tag = topic_tag(topic)
+    return [
+        Event(topic, f"{tag}.{epoch}.{first + i}", t, d, ms, seq=first + i, epoch=epoch)
+        for i, (t, d) in enumerate(items)
+    ]

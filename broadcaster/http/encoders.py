@@ -17,6 +17,7 @@ from typing import Protocol
 import orjson
 
 from .._event import Control, Event
+from .._ids import StreamCursor
 from ._uvicorn import http_chunk
 
 #: Characters that JSON leaves raw but `str.splitlines()` (and httpx's `aiter_lines()`) breaks lines at:
@@ -94,9 +95,11 @@ class SSEEncoder(_Framing):
 
     media_type = "text/event-stream"
 
-    def __init__(self, *, envelope: bool = False) -> None:
+    def __init__(self, *, envelope: bool = False, cursor: StreamCursor | None = None) -> None:
         super().__init__()
         self.envelope = envelope
+        #: A multi-topic stream's own cursor: its `id:` lines (one encoder per such stream).
+        self.cursor = cursor
         self.frame = self._envelope_frame if envelope else self._frame
 
     def encode(self, items: Sequence[Event | Control]) -> bytes:
@@ -104,7 +107,7 @@ class SSEEncoder(_Framing):
         control = self.control
         frame = self.frame
         if self.envelope:
-            return b"".join([(i.envelope_frame or frame(i)) if isinstance(i, Event) else control(i) for i in items])
+            return b"".join([frame(i) if isinstance(i, Event) else control(i) for i in items])
         return b"".join([(i.sse_frame or frame(i)) if isinstance(i, Event) else control(i) for i in items])
 
     def _frame(self, event: Event) -> bytes:
@@ -117,13 +120,19 @@ class SSEEncoder(_Framing):
         return frame
 
     def _envelope_frame(self, event: Event) -> bytes:
-        """The frame of a multi-topic stream: `data:` holds the NDJSON object, so the topic is known."""
-        frame = event.envelope_frame
-        if frame is None:
+        """The frame of a multi-topic stream: `data:` holds the NDJSON object, so the topic is known.
+
+        Its `id:` is the stream's cursor after this event (the ids of every topic's last event,
+        `_ids.StreamCursor`), so the one `Last-Event-ID` a browser keeps resumes every topic;
+        the rest of the frame is built once per event and cached on it.
+        """
+        body = event.envelope_frame
+        if body is None:
             event_line = b"" if event.type == "message" else b"event: " + event.type.encode() + b"\n"
-            frame = b"id: " + event.id.encode() + b"\n" + event_line + b"data: " + _ndjson_line(event)[:-1] + b"\n\n"
-            event.envelope_frame = frame
-        return frame
+            body = event.envelope_frame = event_line + b"data: " + _ndjson_line(event)[:-1] + b"\n\n"
+        cursor = self.cursor
+        position = event.id.encode() if cursor is None else cursor.advance(event.topic, event.id)
+        return b"".join((b"id: ", position, b"\n", body))
 
     def control(self, control: Control) -> bytes:
         # No `id:` line: a control message must not move the client's Last-Event-ID.

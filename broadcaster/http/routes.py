@@ -15,9 +15,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from .. import __version__
 from .._config import Settings
-from .._event import Control, parse_id
+from .._event import Control
 from .._exceptions import BackendError, BackendUnavailable, HubClosed
 from .._hub import Hub
+from .._ids import history_start
 from .._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
 from ..auth import Identity
 from .admission import Admission, client_key, identity_key
@@ -159,16 +160,18 @@ async def history(
     """The retained events as an NDJSON download, streamed page by page."""
     hub = _hub(request)
     validate_topic(topic)
-    cursor = parse_id(after) if after else None
+    start = history_start(topic, after)  # InvalidEventId (400) unless an id of this topic
     _bounded("limit", limit, 1, 10**9)
-    pages = hub.history_pages(topic, after=cursor, limit=limit)
+    pages = hub.history_pages(topic, after=start.seq if start else None, limit=limit)
     first = await anext(pages)
-    reset = cursor is not None and first.trimmed is not None and first.trimmed > cursor
+    reset = start.lost(first.epoch, first.last, first.events) if start else None
+    if start is not None and first.epoch != start.epoch:  # another history: all of it is new to the client
+        pages = hub.history_pages(topic, limit=limit)
+        first = await anext(pages)
 
     async def body() -> AsyncIterator[bytes]:
         if reset:
-            trimmed = {"reason": "events after `after` were trimmed", "last_event_id": after}
-            yield NDJSON.control(Control("reset", trimmed))
+            yield NDJSON.control(Control("reset", {"reason": reset, "last_event_id": after}))
         page = first
         while True:
             if page.events:

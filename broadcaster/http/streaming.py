@@ -28,9 +28,9 @@ from typing import Any, Self
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .._event import Control, Event, EventId
+from .._event import Control, Event
 from .._exceptions import BackendError
-from .._replay import Replay
+from .._replay import Opening, Replay
 from .._subscription import Item, Subscription
 from ._uvicorn import Connection, connection_of
 from .encoders import Encoder
@@ -49,6 +49,7 @@ class EventStream(Response):
         monitor: StreamMonitor,
         *,
         replay: Replay | None = None,
+        opening: Opening | None = None,
         retry_ms: int = 0,
         max_events: int | None = None,
         max_duration: float | None = None,
@@ -59,6 +60,7 @@ class EventStream(Response):
         self.encoder = encoder
         self.monitor = monitor
         self.replay = replay
+        self.opening = opening
         self.retry_ms = retry_ms
         self.max_events = max_events
         self.max_duration = max_duration
@@ -141,7 +143,9 @@ class EventStream(Response):
             preamble = encoder.preamble(self.retry_ms)
             if preamble:
                 await self._write(send, preamble)
-            floor: EventId | None = None
+            if self.opening is not None and not await self.opening.wait(self.sub, lambda: self._keepalive(send)):
+                self.replay = None  # it ended while waiting for the backend: its end message follows
+            seam: Replay | None = None
             if self.replay is not None:
                 async for page in self.replay.pages(self.max_events):
                     if self.sub.ended:
@@ -151,8 +155,8 @@ class EventStream(Response):
                     self.sub.finish()  # the replay used up max_events: no `live`, nothing follows
                 elif not self.sub.ended:
                     await self._write(send, encoder.control(self.replay.live()))
-                floor = self.replay.floor
-            await self._live(send, floor)
+                seam = self.replay
+            await self._live(send, seam)
         except BackendError as exc:
             logger.warning("stream ended by a backend error: %s", exc)
             await self._write(send, encoder.control(Control("fault", {"reason": "backend unavailable"})))
@@ -163,19 +167,26 @@ class EventStream(Response):
             self.sub.sink = None
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _live(self, send: Send, floor: EventId | None) -> None:
+    async def _keepalive(self, send: Send) -> None:
+        if self.heartbeat_due and not self.disconnected:
+            self.heartbeat_due = False
+            await self._write(send, self.encoder.keepalive())
+
+    async def _live(self, send: Send, seam: Replay | None) -> None:
         sub = self.sub
         encoder = self.encoder
         remaining = self.max_events
         if remaining is not None and self.replay is not None:
             remaining -= self.replay.replayed
         while True:
-            if self._direct and floor is None and sub.sink is None:
+            if seam is not None and not seam.floors:
+                seam = None  # past every topic's seam
+            if self._direct and seam is None and sub.sink is None:
                 sub.sink = self
             await sub.wait()
             items = sub.drain()
-            if floor is not None and items:
-                items, floor = _skip_replayed(items, floor)
+            if seam is not None and items:
+                items = seam.seam(items)
             if remaining is not None and items:
                 items = _take_events(items, remaining)
                 remaining -= sum(1 for item in items if type(item) is Event)
@@ -227,17 +238,6 @@ def _stream_headers(media_type: str) -> list[tuple[bytes, bytes]]:
         (b"cache-control", b"no-store"),
         (b"x-accel-buffering", b"no"),
     ]
-
-
-def _skip_replayed(items: list[Item], floor: EventId) -> tuple[list[Item], EventId | None]:
-    """Drop held live events the replay covered (id up to `floor`); None once past the seam.
-
-    Live events come in id order, so after the first one above `floor` none is at or below it.
-    """
-    for index, item in enumerate(items):
-        if type(item) is Event and item.seq > floor:
-            return [i for i in items[:index] if type(i) is not Event] + items[index:], None
-    return [i for i in items if type(i) is not Event], floor
 
 
 def _take_events(items: list[Item], count: int) -> list[Item]:

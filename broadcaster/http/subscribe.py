@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,10 @@ from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp
 
 from .._config import Settings
-from .._event import EventId, parse_id
+from .._exceptions import BackendUnavailable
 from .._hub import Hub
-from .._replay import Replay
+from .._ids import Cursor, StreamCursor, parse_cursor
+from .._replay import Opening, Replay
 from .._topics import validate_selector, validate_topic
 from .._types import OverflowPolicy, StreamFormat
 from ..archive import DeepReplay, ServerArchive
@@ -37,6 +39,9 @@ NDJSON = NDJSONEncoder()
 SSE = SSEEncoder()
 SSE_ENVELOPE = SSEEncoder(envelope=True)
 MAX_DURATION_S = 86_400.0
+#: A new multi-topic stream's cursor starts this long before now: clocks of the server and of
+#: Redis may differ by up to that (a topic's events since then replay on resume; some may predate the stream).
+BASE_MARGIN_MS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +52,12 @@ class StreamRequest:
     encoder: Encoder
     queue: int | None = None
     overflow: OverflowPolicy | None = None
-    after: EventId | None = None
+    after: Cursor | None = None
     tail: int | None = None
     max_events: int | None = None
     max_duration: float | None = None
+    #: `/events` (topics and patterns; the SSE `id:` is the stream's cursor), not `/topics/{t}/events`.
+    multi: bool = False
 
 
 def _integer(query: QueryParams, name: str, low: int, high: int) -> int | None:
@@ -116,10 +123,11 @@ def parse_stream_request(
         encoder=_encoder(query.get("format"), headers.get("accept", ""), multi),
         queue=_integer(query, "queue", 1, settings.max_queue_size),
         overflow=policy,
-        after=parse_id(last_event_id) if last_event_id else None,
+        after=parse_cursor(last_event_id) if last_event_id else None,
         tail=_integer(query, "tail", 0, settings.history_size),
         max_events=_integer(query, "max_events", 1, 10**9),
         max_duration=max_duration,
+        multi=multi,
     )
 
 
@@ -135,9 +143,12 @@ async def open_stream(
 
     The gate's `decision` gives the stream its extra headers and its deadline. With an
     `archive`, a resume older than the retained history is replayed from it first (`DeepReplay`).
+    While the backend is unreachable the stream is answered all the same (200) and waits for it
+    (`Opening`): a stream never answers a non-200 for a transient backend fault.
     """
     sub = await hub.subscribe(request.selectors, queue_size=request.queue, overflow=request.overflow)
-    replay: Replay | None = None
+    replay: Replay | DeepReplay | None = None
+    opening = None
     try:
         if request.after is not None and archive is not None:
             replay = DeepReplay(hub, archive.catalog, request.selectors, after=request.after)
@@ -145,21 +156,43 @@ async def open_stream(
         elif request.after is not None or request.tail is not None:
             tail = None if request.after is not None else request.tail
             replay = Replay(hub, request.selectors, after=request.after, tail=tail)
-            await replay.prepare()
+            try:
+                await replay.prepare()
+            except BackendUnavailable:
+                opening = Opening(hub, replay, settings.backend_wait_s)
+        elif not hub.backend_available:
+            opening = Opening(hub, None, settings.backend_wait_s)
     except BaseException:
         sub.close()
         raise
+    encoder = request.encoder
+    if request.multi:
+        cursor = _stream_cursor(settings, request)
+        if replay is not None:
+            replay.cursor = cursor.text()  # `live` says where the stream starts (NDJSON clients build on it)
+        if encoder is SSE_ENVELOPE:  # a multi-topic SSE stream: each event's `id:` is the stream's cursor
+            encoder = SSEEncoder(envelope=True, cursor=cursor)
     return EventStream(
         sub,
-        request.encoder,
+        encoder,
         monitor,
         replay=replay,
+        opening=opening,
         retry_ms=int(settings.retry_ms * random.uniform(1.0, 1.5)),
         max_events=request.max_events,
         max_duration=request.max_duration,
         deadline=decision.deadline,
         headers=decision.headers,
     )
+
+
+def _stream_cursor(settings: Settings, request: StreamRequest) -> StreamCursor:
+    after = request.after
+    start = time.time_ns() // 1_000_000 - BASE_MARGIN_MS
+    if after is None or after.legacy:
+        return StreamCursor(start, settings.max_topics_per_stream)
+    base = start if after.base_ms is None else after.base_ms
+    return StreamCursor(base, settings.max_topics_per_stream, after)
 
 
 async def open_lane(state: Any, request: GateRequest, decision: Decision) -> ASGIApp:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from broadcaster import Backend, BackendMessage, Event, HistoryPage, Settings, SupportsHealth, backend_from_url
+from broadcaster._ids import parse_event_id, topic_tag
 
 from ..support.waiting import eventually
 
@@ -95,18 +96,24 @@ def ids(events: list[Event]) -> list[str]:
     return [e.id for e in events]
 
 
-async def test_backend_publish_returns_events_with_increasing_ids_across_topics(open_backend):
+async def test_backend_publish_numbers_each_topic_without_gaps(open_backend):
     async with open_backend() as h:
         events = []
         for n, topic in enumerate(["a", "b", "a", "c", "b", "a"]):
             (event,) = await h.backend.publish(topic, [("message", b"%d" % n)])
             events.append(event)
-        assert [e.seq for e in events] == sorted({e.seq for e in events}), "strictly increasing, across topics"
+        assert [e.seq for e in events] == [1, 1, 2, 1, 2, 3], "each topic counts its own events, from 1"
         assert [e.topic for e in events] == ["a", "b", "a", "c", "b", "a"]
         assert [e.data for e in events] == [b"%d" % n for n in range(6)]
+        assert len({e.id for e in events}) == 6
+        for topic in "abc":
+            mine = [e for e in events if e.topic == topic]
+            assert len({e.epoch for e in mine}) == 1, "one epoch per topic history"
+            assert [e.ts for e in mine] == sorted(e.ts for e in mine)
         for event in events:
+            ref = parse_event_id(event.id)
+            assert (ref.tag, ref.epoch, ref.seq) == (topic_tag(event.topic), event.epoch, event.seq)
             assert event.type == "message"
-            assert event.ts == event.seq[0]
             assert abs(event.ts - time.time() * 1000) < 60_000
 
 
@@ -209,28 +216,36 @@ async def test_backend_history_slices_oldest_first(open_backend):
         events = await h.backend.publish("t", [("message", b"%d" % n) for n in range(6)])
         await h.backend.publish("other", [("message", b"x")])
         everything = await h.backend.history("t", after=None, limit=100)
-        assert everything.events == events
-        assert everything.trimmed is None
+        assert everything == HistoryPage(events, events[0].epoch, 6)
         assert (await h.backend.history("t", after=None, limit=2)).events == events[:2]
         assert (await h.backend.history("t", after=events[1].seq, limit=100)).events == events[2:]
         assert (await h.backend.history("t", after=events[1].seq, limit=3)).events == events[2:5]
-        assert (await h.backend.history("t", after=events[-1].seq, limit=100)).events == []
-        # A resume point between two ids (another topic's event, or a made-up one) works too.
-        assert (await h.backend.history("t", after=(events[2].seq[0], events[2].seq[1] + 0), limit=1)).events == [
-            events[3]
-        ]
-        assert (await h.backend.history("t", after=(0, 0), limit=100)).events == events
+        assert (await h.backend.history("t", after=events[-1].seq, limit=100)) == HistoryPage([], events[0].epoch, 6)
+        assert (await h.backend.history("t", after=0, limit=100)).events == events
+        # A position past the newest seq (a history that went backwards) reads nothing, and says where it stands.
+        assert (await h.backend.history("t", after=99, limit=100)) == HistoryPage([], events[0].epoch, 6)
         unknown = await h.backend.history("never-published", after=None, limit=10)
-        assert unknown.events == [] and unknown.trimmed is None
+        assert unknown == HistoryPage([], None, 0)
 
 
-async def test_backend_history_after_an_id_of_another_topic(open_backend):
+async def test_backend_history_since_ms_starts_at_a_time(open_backend):
+    async with open_backend() as h:
+        (early,) = await h.backend.publish("t", [("message", b"1")])
+        await eventually(lambda: _now_ms() > early.ts + 5, what="clock past the first event")
+        later = await h.backend.publish("t", [("message", b"2"), ("message", b"3")])
+        assert (await h.backend.history("t", since_ms=later[0].ts, limit=10)).events == later
+        assert (await h.backend.history("t", since_ms=early.ts, limit=10)).events == [early, *later]
+        assert (await h.backend.history("t", after=2, since_ms=early.ts, limit=10)).events == later[1:]
+
+
+async def test_backend_histories_count_per_topic(open_backend):
     async with open_backend() as h:
         (a1,) = await h.backend.publish("a", [("message", b"1")])
         (b1,) = await h.backend.publish("b", [("message", b"2")])
         (a2,) = await h.backend.publish("a", [("message", b"3")])
-        assert (await h.backend.history("a", after=b1.seq, limit=10)).events == [a2]
-        assert (await h.backend.history("b", after=a1.seq, limit=10)).events == [b1]
+        assert (a1.seq, b1.seq, a2.seq) == (1, 1, 2)
+        assert (await h.backend.history("a", after=1, limit=10)) == HistoryPage([a2], a1.epoch, 2)
+        assert (await h.backend.history("b", after=0, limit=10)) == HistoryPage([b1], b1.epoch, 1)
 
 
 async def test_backend_tail_returns_the_last_events_oldest_first(open_backend):
@@ -246,27 +261,24 @@ async def test_backend_tail_returns_the_last_events_oldest_first(open_backend):
 async def test_backend_trims_by_count_and_marks_the_newest_cut(open_backend):
     async with open_backend(history_size=3) as h:
         first = await h.backend.publish("t", [("message", b"%d" % n) for n in range(3)])
-        assert (await h.backend.history("t", after=None, limit=10)).trimmed is None
+        assert (await h.backend.history("t", after=None, limit=10)).events[0].seq == 1
         more = await h.backend.publish("t", [("message", b"3")])
         more += await h.backend.publish("t", [("message", b"4")])
         page = await h.backend.history("t", after=None, limit=10)
-        assert page.events == first[2:] + more
-        assert page.trimmed == first[1].seq
+        assert page == HistoryPage(first[2:] + more, first[0].epoch, 5)
         assert await h.backend.tail("t", 10) == page.events
-        # A resume point older than the mark lost events: the caller can tell.
-        assert page.trimmed > first[0].seq
+        # A resume point before the first retained seq lost events: the caller can tell (3 is not 1 + 1).
         resumed = await h.backend.history("t", after=first[0].seq, limit=10)
-        assert resumed.events == page.events and resumed.trimmed == first[1].seq
+        assert resumed.events == page.events and resumed.events[0].seq != first[0].seq + 1
 
 
 async def test_backend_trims_a_large_batch_exactly(open_backend):
     async with open_backend(history_size=3) as h:
         events = await h.backend.publish("t", [("message", b"%d" % n) for n in range(8)])
         page = await h.backend.history("t", after=None, limit=10)
-        assert page.events == events[5:]
-        assert page.trimmed == events[4].seq
-        other = await h.backend.history("u", after=None, limit=10)
-        assert other.trimmed is None, "trimming is per topic"
+        assert page == HistoryPage(events[5:], events[0].epoch, 8)
+        (u,) = await h.backend.publish("u", [("message", b"x")])
+        assert await h.backend.history("u", after=None, limit=10) == HistoryPage([u], u.epoch, 1), "per topic"
 
 
 def _now_ms() -> int:
@@ -282,31 +294,45 @@ async def test_backend_retention_by_age_drops_old_events_on_read(open_backend):
         (young,) = await h.backend.publish("t", [("message", b"young")])
         await eventually(lambda: _now_ms() > old.ts + ttl_s * 1000 + 20, what="old event past its ttl")
         page = await h.backend.history("t", after=None, limit=10)
-        resumed = await h.backend.history("t", after=(old.seq[0] - 1, 0), limit=10)
+        resumed = await h.backend.history("t", after=0, limit=10)
+        since = await h.backend.history("t", since_ms=old.ts, limit=10)
         tail = await h.backend.tail("t", 10)
         topics = [info.topic for info in await h.backend.topics("*")]
         assert _now_ms() < young.ts + ttl_s * 1000, "the machine was too slow for this test's window"
-        assert page == HistoryPage([young], old.seq)
-        assert resumed == HistoryPage([young], old.seq)
+        assert page == HistoryPage([young], old.epoch, 2)
+        assert resumed == HistoryPage([young], old.epoch, 2)
+        assert since == HistoryPage([young], old.epoch, 2)
         assert tail == [young]
         assert topics == ["t"], "expires-too lost its only event; t still holds one"
 
 
-async def test_backend_forgets_a_topic_whose_events_all_expired(open_backend):
+async def test_backend_keeps_epoch_and_last_seq_of_a_topic_whose_events_all_expired(open_backend):
     async with open_backend(history_ttl_s=0.3) as h:
         (old,) = await h.backend.publish("t", [("message", b"old")])
         await eventually(lambda: _now_ms() > old.ts + 350, what="event past its ttl")
-        # Forgotten with its trim mark, as an expired Redis key is; a resume point that old is
-        # older than the ttl horizon, which the replay announces with `reset` by itself.
+        # The events are gone, the history's identity is not: a resume from seq 1 finds it
+        # current (nothing lost since), one from seq 5 finds it newer than anything published.
         page = await h.backend.history("t", after=None, limit=10)
-        assert page == HistoryPage([], None)
-        assert await h.backend.history("t", after=(0, 0), limit=10) == HistoryPage([], None)
+        assert page == HistoryPage([], old.epoch, 1)
+        assert await h.backend.history("t", after=0, limit=10) == HistoryPage([], old.epoch, 1)
         assert await h.backend.tail("t", 10) == []
         assert await h.backend.topics("*") == []
-        # Publishing again starts a fresh history.
+        # Publishing again continues the epoch, without a gap.
         (fresh,) = await h.backend.publish("t", [("message", b"new")])
-        assert await h.backend.history("t", after=None, limit=10) == HistoryPage([fresh], None)
-        assert fresh.seq > old.seq
+        assert await h.backend.history("t", after=None, limit=10) == HistoryPage([fresh], old.epoch, 2)
+        assert (fresh.epoch, fresh.seq) == (old.epoch, 2)
+
+
+async def test_backend_new_epoch_replaces_the_named_epoch_only(open_backend):
+    async with open_backend() as h:
+        (first,) = await h.backend.publish("t", [("message", b"1")])
+        await h.backend.new_epoch("t", "00000000")  # not the current epoch: nothing happens
+        assert (await h.backend.history("t", limit=10)) == HistoryPage([first], first.epoch, 1)
+        await h.backend.new_epoch("t", first.epoch)
+        assert await h.backend.history("t", limit=10) == HistoryPage([], None, 0)
+        (second,) = await h.backend.publish("t", [("message", b"2")])
+        assert second.seq == 1 and second.epoch != first.epoch
+        assert await h.backend.history("t", limit=10) == HistoryPage([second], second.epoch, 1)
 
 
 async def test_backend_topics_lists_retained_topics_by_pattern(open_backend):
@@ -352,10 +378,11 @@ async def test_backend_concurrent_publishes_keep_per_topic_order_and_unique_ids(
             assert [e.seq for e in events] == sorted(e.seq for e in events), "each publisher's events in its order"
         delivered = [m.event for m in await h.settle()]
         assert len(delivered) == tasks_n * per_task
-        assert [e.seq for e in delivered] == sorted(e.seq for e in delivered), "delivered in id order"
         for topic in topics:
             history = (await h.backend.history(topic, after=None, limit=1000)).events
-            assert history == [e for e in delivered if e.topic == topic]
+            in_topic = [e for e in delivered if e.topic == topic]
+            assert [e.seq for e in in_topic] == list(range(1, len(in_topic) + 1)), "delivered in seq order, no gap"
+            assert history == in_topic
             for events in results:
                 mine = {e.id for e in events}
                 assert [e for e in history if e.id in mine] == [e for e in events if e.topic == topic]

@@ -62,11 +62,15 @@ async def test_clients_httpx_sse_multi_topic_stream(make_settings):
             params = {"topic": ["a", "b.*"]}
             async with aconnect_sse(client, "GET", "/events", params=params) as source:
                 events = source.aiter_sse()
+                published = []
                 for topic in ("a", "b.one", "b.two.deep"):
                     answer = await client.post(f"/topics/{topic}/events", json=topic)
                     assert answer.status_code == 201
+                    published.append(answer.json()["id"])
                     sse = await _next_event(events)
-                    assert sse.id == answer.json()["id"]
+                    # The SSE id is the stream's cursor: the last id of every topic so far.
+                    assert sse.id.partition("~")[2] == ",".join(published)
+                    assert sse.json()["id"] == answer.json()["id"]
                     assert sse.json()["topic"] == topic
                     assert sse.json()["data"] == topic
 

@@ -1,4 +1,8 @@
-"""Redis stopped and started again under subscribed clients: 503 meanwhile, streams stay up, events resume."""
+"""Redis stopped and started again under subscribed clients: 503 meanwhile, streams stay up, events resume.
+
+The Redis here has no persistence: it comes back empty, so every stream is told (`reset`) that
+the history it was reading was lost, then gets every event published after the restart.
+"""
 
 from __future__ import annotations
 
@@ -133,6 +137,13 @@ async def test_redis_outage_publish_503_streams_stay_up_and_resume(
             late_stream = await stack.enter_async_context(
                 _collect(client, f"{server.url}/topics/late/events", "ndjson")
             )
+            # So is one that resumes during the outage (a browser reconnecting): 200 and keepalives, it waits.
+            resumed = await stack.enter_async_context(
+                _collect(client, f"{url}?last_event_id={before.json()['id']}", "sse")
+            )
+            mark = resumed.keepalives
+            await eventually(lambda: resumed.keepalives >= mark + 2, within=5, what="keepalives while it waits")
+            assert resumed.events == [] and resumed.controls == [] and not resumed.ended
 
             redis.start()  # same port
 
@@ -151,6 +162,20 @@ async def test_redis_outage_publish_503_streams_stay_up_and_resume(
             )
             assert [e["data"]["phase"] for e in sse.events] == ["before", "after", "after"]
             assert not any(c.ended for c in collectors)
+            # Redis came back empty: the history of `before` is gone, and each stream was told so.
+            for collector in collectors:
+                resets = [c for c in collector.controls if c.get("control", "reset") == "reset"]
+                assert len(resets) == 1 and "history was lost" in resets[0]["reason"], collector.controls
+                assert resets[0]["topics"] == ["outage"]
+            assert after.json()["id"].split(".")[1] != before.json()["id"].split(".")[1], "a new epoch"
+            # The stream that resumed during the outage: reset (its id's history is gone), then both new events.
+            await eventually(lambda: resumed.ids() == expected[1:], within=8, what="the resumed stream")
+            # reset, then live; the hub's own catch-up may announce the same loss once more (it held it
+            # for this subscription while the replay waited): every control but `live` says the history was lost.
+            assert "history" in resumed.controls[0]["reason"] and "lost" in resumed.controls[0]["reason"]
+            assert sum("replayed" in c for c in resumed.controls) == 1, resumed.controls
+            others = [c for c in resumed.controls if "replayed" not in c]
+            assert 1 <= len(others) <= 2 and all("was lost" in c["reason"] for c in others), resumed.controls
             assert (await client.get("/readyz")).status_code == 200
             late = await client.post("/topics/late/events", json="late")
             assert late.status_code == 201

@@ -2,8 +2,10 @@
 receives every event exactly once, in order (issue 4).
 
 The subscriber drops its connection at random points (20 times, mid-replay included), then
-reconnects with the last id it saw, as a browser's EventSource or a `curl` loop would.
-The published sequence is read back from the history download at the end.
+reconnects with the last id it saw, as a browser's EventSource or a `curl` loop would: on a
+multi-topic SSE stream the last `id:` (the stream's cursor); on a multi-topic NDJSON stream the
+cursor of the `live` line with the last id of each topic put in (docs/resume.md).
+The published sequence of each topic is read back from the history download at the end.
 """
 
 from __future__ import annotations
@@ -52,7 +54,30 @@ class Run:
     #: (connection number, events received before it on that connection, control)
     controls: list[tuple[int, int, dict]] = field(default_factory=list)
     connections: int = 0
+    #: Single-topic: the last event id. Multi-topic SSE: the last `id:` (the cursor).
     last_id: str | None = None
+    #: Multi-topic: the cursor's base (`<ms>` or `<ms>!`) and the last id per topic tag.
+    base: str | None = None
+    positions: dict[str, str] = field(default_factory=dict)
+
+    def resume_point(self, multi: bool, fmt: str) -> str | None:
+        if not multi or (fmt == "sse" and self.last_id is not None and "~" in self.last_id):
+            return self.last_id
+        if self.base is None:
+            return None
+        return f"{self.base}~{','.join(self.positions.values())}"
+
+    def take_cursor(self, cursor: str) -> None:
+        self.base, _, ids = cursor.partition("~")
+        self.positions = {i[:8]: i for i in ids.split(",") if i}
+
+    def take_event(self, multi: bool, event_id: str, sse_id: str | None) -> None:
+        if multi and sse_id is not None:
+            self.take_cursor(sse_id)
+        elif multi:
+            self.positions.pop(event_id[:8], None)
+            self.positions[event_id[:8]] = event_id
+        self.last_id = sse_id if sse_id is not None else event_id
 
 
 @contextlib.asynccontextmanager
@@ -81,8 +106,8 @@ async def open_stream(
                         yield {"control": sse.event, **orjson.loads(sse.data)}
                     elif multi:
                         envelope = orjson.loads(sse.data)
-                        assert envelope["id"] == sse.id
-                        yield envelope
+                        assert sse.id.endswith(envelope["id"]), "the cursor ends with the event's own id"
+                        yield {**envelope, "sse_id": sse.id}
                     else:
                         yield {"id": sse.id, "topic": url.split("/")[-2], "data": orjson.loads(sse.data)}
 
@@ -120,17 +145,25 @@ async def subscribe_with_reconnects(
             number = run.connections
             run.connections += 1
             url = urls[number % len(urls)] + path
-            async with open_stream(client, url, params, formats[number % len(formats)], run.last_id) as items:
+            fmt = formats[number % len(formats)]
+            multi = "topic" in params
+            async with open_stream(client, url, params, fmt, run.resume_point(multi, fmt)) as items:
                 on_connection = 0
                 went_live = False
                 async for item in items:
                     if "control" in item:
                         run.controls.append((number, on_connection, item))
                         went_live = went_live or item["control"] == "live"
+                        if multi and item["control"] == "live" and fmt == "ndjson":
+                            # Where the stream started; the ids of events received since go on top.
+                            positions = run.positions
+                            run.take_cursor(item["cursor"])
+                            run.positions = {**run.positions, **positions}
                         live.set()
                     else:
+                        sse_id = item.pop("sse_id", None)
                         run.events.append(item)
-                        run.last_id = item["id"]
+                        run.take_event(multi, item["id"], sse_id)
                         on_connection += 1
                         if cuts and len(run.events) >= cuts[0]:
                             cuts.pop(0)
@@ -170,16 +203,16 @@ async def produce(urls: list[str], topics: list[str], published: list[int]) -> l
     return values
 
 
-async def published_sequence(url: str, topics: set[str]) -> list[dict]:
-    """Every retained event of `topics`, in id order, from the history downloads."""
-    merged = []
+async def published_sequences(url: str, topics: set[str]) -> dict[str, list[dict]]:
+    """Every retained event of each of `topics`, in seq order, from the history downloads."""
+    out = {}
     async with httpx.AsyncClient(timeout=10) as client:
         for topic in sorted(topics):
             response = await client.get(f"{url}/topics/{topic}/history")
             assert response.status_code == 200
-            merged += [orjson.loads(line) for line in response.text.splitlines()]
-    assert not [item for item in merged if "control" in item]
-    return sorted(merged, key=lambda e: tuple(map(int, e["id"].split("-"))))
+            out[topic] = [orjson.loads(line) for line in response.text.splitlines()]
+            assert not [item for item in out[topic] if "control" in item]
+    return out
 
 
 async def run_resume_scenario(urls: list[str], stream: str, formats: list[str], seed: int) -> None:
@@ -195,12 +228,14 @@ async def run_resume_scenario(urls: list[str], stream: str, formats: list[str], 
         await live.wait()  # the first connection is subscribed: from now on nothing may be missed
         producer = tasks.create_task(produce(urls, publish_topics, published))
     run = subscriber.result()
-    reference = await published_sequence(urls[0], covered)
-    assert [e["data"] for e in reference] == [v for topic, v in producer.result() if topic in covered]
-    assert len(reference) == expected
-    assert [e["id"] for e in run.events] == [e["id"] for e in reference]  # no gap, no duplicate, same order
-    assert [e["data"] for e in run.events] == [e["data"] for e in reference]
-    assert [e["topic"] for e in run.events] == [e["topic"] for e in reference]
+    reference = await published_sequences(urls[0], covered)
+    assert sum(len(events) for events in reference.values()) == expected
+    for topic, events in reference.items():
+        assert [e["data"] for e in events] == [v for t, v in producer.result() if t == topic]
+        received = [e for e in run.events if e["topic"] == topic]
+        assert [e["id"] for e in received] == [e["id"] for e in events], topic  # no gap, no duplicate, in order
+        assert [e["data"] for e in received] == [e["data"] for e in events]
+    assert len(run.events) == expected
     kinds = [control["control"] for _, _, control in run.controls]
     assert set(kinds) == {"live"}, f"unexpected control messages: {kinds}"
     assert run.connections >= RECONNECTS + 1

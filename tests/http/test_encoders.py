@@ -19,7 +19,7 @@ NDJSON = NDJSONEncoder()
 def _event(
     data: bytes = b'{"n":1}', *, type: str = "message", topic: str = "demo", id: str = "1700000000000-7"
 ) -> Event:
-    return Event(topic, id, type, data)
+    return Event(topic, id, type, data, 1700000000000)
 
 
 def _parse_sse(frame: bytes) -> list[dict[str, Any]]:
@@ -116,7 +116,9 @@ def test_encoder_event_frame_is_built_once_and_shared():
     # The first encoding caches the frame on the event; every later one (any encoder) reuses it.
     assert SSE.frame(event) is SSEEncoder().frame(event) is event.sse_frame
     assert NDJSON.frame(event) is NDJSONEncoder().frame(event) is event.ndjson_line
-    assert SSE_ENVELOPE.frame(event) is SSEEncoder(envelope=True).frame(event) is event.envelope_frame
+    # The envelope's `id:` is each stream's own cursor; the rest of its frame is cached once.
+    assert SSE_ENVELOPE.frame(event) == SSEEncoder(envelope=True).frame(event)
+    assert SSE_ENVELOPE.frame(event).endswith(event.envelope_frame or b"-") and event.envelope_frame is not None
     assert SSE.chunk(event) is SSE.chunk(event)  # one HTTP chunk per event and encoder, for all subscribers
 
 

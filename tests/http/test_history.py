@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from broadcaster import Hub
+from broadcaster._ids import parse_event_id
 
 from ..support.servers import ProcessServer
 from ..support.waiting import eventually
@@ -46,8 +47,9 @@ def assert_valid_download(response, count: int) -> list[dict]:
     assert response.text.endswith("\n") or count == 0
     items = lines(response)  # every line parses
     assert len(items) == count
-    seqs = [tuple(map(int, i["id"].split("-"))) for i in items]
-    assert seqs == sorted(set(seqs)), "ids strictly increase"
+    refs = [parse_event_id(i["id"]) for i in items]
+    assert len({(r.tag, r.epoch) for r in refs}) <= 1, "one topic, one epoch"
+    assert [r.seq for r in refs] == sorted({r.seq for r in refs}), "seqs strictly increase"
     return items
 
 
@@ -134,13 +136,13 @@ async def test_resume_over_sse_frames_controls_without_ids(client_factory, setti
         ids = await published_ids(client, "s")
         response = await client.get(
             "/topics/s/events",
-            params={"last_event_id": "1-1", "max_events": 3},
+            params={"last_event_id": ids[0].rpartition(".")[0] + ".1", "max_events": 3},  # seq 1: trimmed
             headers={"Accept": "text/event-stream"},
         )
         assert re.match(r"retry: \d+\nevent: reset\n", response.text), "the hint joins the first block"
         frames = [f for f in re.sub(r"^retry: \d+\n", "", response.text).split("\n\n") if f]
         assert frames[0].startswith("event: reset\ndata: ")
-        assert orjson.loads(frames[0].split("data: ", 1)[1])["last_event_id"] == "1-1"
+        assert orjson.loads(frames[0].split("data: ", 1)[1])["topics"] == ["s"]
         assert frames[1:] == [f"id: {i}\ndata: {n}" for i, n in zip(ids, (3, 4, 5), strict=True)]
         # the stream ended after its 3 events: the replay used them all, so no `live` follows
         assert not any("event: live" in f for f in frames)
@@ -168,17 +170,46 @@ async def test_tail_sends_the_last_events_then_live(client):
     assert [(i["topic"], i["data"]) for i in events(items)] == [("t", 8), ("t", 9)]
 
 
-async def test_resume_multi_topic_stream_from_one_id(client):
-    for n in range(6):
-        await publish_values(client, ["m.a", "m.b", "p.x"][n % 3], [n])
-    all_ids = sorted(
-        [*await published_ids(client, "m.a"), *await published_ids(client, "m.b"), *await published_ids(client, "p.x")],
-        key=lambda i: tuple(map(int, i.split("-"))),
+def sse_frames(text: str) -> list[dict[str, str]]:
+    frames = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        if "data" in fields:
+            frames.append(fields)
+    return frames
+
+
+async def test_resume_multi_topic_stream_from_its_cursor_id(settings, client_factory):
+    """The SSE `id:` of a multi-topic stream is its cursor: one Last-Event-ID resumes every topic exactly."""
+    async with Hub(settings=settings) as hub, client_factory(settings, hub) as client:
+        await _resume_multi_topic_from_cursor(hub, client)
+
+
+async def _resume_multi_topic_from_cursor(hub: Hub, client: httpx.AsyncClient) -> None:
+    selectors = {"topic": ["m.a", "m.b", "p.*"]}
+    sse = {"Accept": "text/event-stream"}
+    task = asyncio.create_task(client.get("/events", params={**selectors, "max_events": 3}, headers=sse))
+    await eventually(lambda: hub.subscriber_count("m.a") == 1)
+    for n in range(3):
+        await publish_values(client, ["m.a", "m.b", "p.x"][n], [n])
+    async with asyncio.timeout(5):
+        seen = [f["id"] for f in sse_frames((await task).text)]
+    assert len(seen) == 3
+    cursor = seen[-1]
+    assert "~" in cursor and cursor.count(",") == 2, "the cursor carries the last id of each of 3 topics"
+    for n in range(3, 9):
+        await publish_values(client, ["m.a", "m.b", "p.x", "p.y"][n % 4], [n])
+    response = await client.get(
+        "/events", params={**selectors, "max_events": 6}, headers={**sse, "Last-Event-ID": cursor}
     )
-    params = {"topic": ["m.a", "m.b", "p.*"], "last_event_id": all_ids[2], "max_events": 3}
-    items = events(lines(await client.get("/events", params=params)))
-    assert [(i["topic"], i["data"]) for i in items] == [("m.a", 3), ("m.b", 4), ("p.x", 5)]
-    assert [i["id"] for i in items] == all_ids[3:]
+    frames = sse_frames(response.text)
+    assert [f.get("event") for f in frames] == [None] * 6, "no reset: nothing was lost"
+    items = [orjson.loads(f["data"]) for f in frames]
+    assert sorted(i["data"] for i in items) == [3, 4, 5, 6, 7, 8]
+    assert [i["data"] for i in items if i["topic"] == "p.y"] == [3, 7], (
+        "a topic new to the stream replays since its start"
+    )
+    assert frames[-1]["id"].count(",") == 3, "the last frame's cursor covers all four topics"
 
 
 @pytest.mark.parametrize("where", ["header", "query"])
@@ -224,13 +255,13 @@ async def test_history_download_of_a_big_topic_streams_with_flat_server_memory(r
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             lines = size = 0
-            last = (0, 0)
+            last = 0
             try:
                 async with client.stream("GET", "/topics/big/history") as response:
                     assert response.headers["content-disposition"].startswith("attachment")
                     async for line in response.aiter_lines():
                         item = orjson.loads(line)
-                        seq = tuple(map(int, item["id"].split("-")))
+                        seq = parse_event_id(item["id"]).seq
                         assert seq > last and item["data"]["n"] == lines
                         last = seq
                         lines += 1

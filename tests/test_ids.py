@@ -1,0 +1,44 @@
+"""Event ids, epochs and stream cursors (`_ids`, docs/resume.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from broadcaster import InvalidEventId
+from broadcaster._ids import StreamCursor, format_id, parse_cursor, parse_event_id, topic_tag
+
+
+def test_ids_carry_topic_tag_epoch_and_seq():
+    event_id = format_id("orders", "b41d07aa", 42)
+    ref = parse_event_id(event_id)
+    assert (ref.tag, ref.epoch, ref.seq) == (topic_tag("orders"), "b41d07aa", 42)
+    assert topic_tag("orders") != topic_tag("orders2")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "abc", "3f2a9c1e.b41d07aa", "3f2a9c1e.b41d07aa.", "3F2A9C1E.b41d07aa.1", "3f2a9c1e.b41d07aa.1\n", "1,2"],
+)
+def test_ids_malformed_resume_point_is_invalid(text: str):
+    with pytest.raises(InvalidEventId):
+        parse_cursor(text)
+
+
+def test_ids_legacy_id_is_a_cursor_that_matches_no_history():
+    """Ids issued before per-topic ids (`<ms>-<n>`) are accepted and answered with `reset`."""
+    assert parse_cursor("1795384983745-42").legacy
+
+
+def test_ids_stream_cursor_round_trips_and_is_bounded():
+    cursor = StreamCursor(1700000000000, limit=3)
+    for n, topic in enumerate(["a", "b", "a", "c"], start=1):
+        text = cursor.advance(topic, format_id(topic, "00000001", n))
+    parsed = parse_cursor(text.decode())
+    assert parsed.base_ms == 1700000000000 and not parsed.truncated
+    assert parsed.position("a") == ("00000001", 3)
+    assert parsed.position("b") == ("00000001", 2)
+    assert parsed.position("c") == ("00000001", 4)
+    text = cursor.advance("d", format_id("d", "00000001", 5))  # a fourth topic: the oldest (b) goes
+    parsed = parse_cursor(text.decode())
+    assert parsed.truncated and parsed.position("b") is None and parsed.position("d") == ("00000001", 5)
+    assert len(text) <= 16 + 3 * 38
