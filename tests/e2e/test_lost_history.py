@@ -101,25 +101,40 @@ async def test_lost_history_memory_server_restarted(make_settings):
             await after_the_loss(client, single, cursor)
 
 
-@pytest.mark.redis
-async def test_lost_history_redis_restarted_empty(make_settings, redis_server_factory):
-    redis = redis_server_factory()
+async def _lose_redis_history(
+    make_settings, redis: RedisServer, lose: Callable[[], contextlib.AbstractContextManager[object]]
+) -> None:
+    """Publish, take the resume points, lose Redis's data (`lose()` keeps the new Redis up), resume."""
     with _server(make_settings, redis_url=redis.url) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
             single, cursor = await before_the_loss(client)
-            redis.stop()
-            redis.start()  # no persistence: it comes back empty, on the same port
-            await after_the_loss(client, single, cursor)
+            with lose():
+                await after_the_loss(client, single, cursor)
+
+
+@pytest.mark.redis
+async def test_lost_history_redis_restarted_empty(make_settings, redis_server_factory):
+    redis = redis_server_factory()
+
+    @contextlib.contextmanager
+    def restart() -> Iterator[None]:
+        redis.stop()
+        redis.start()  # no persistence: it comes back empty, on the same port
+        yield
+
+    await _lose_redis_history(make_settings, redis, restart)
 
 
 @pytest.mark.redis
 async def test_lost_history_redis_replaced_by_a_fresh_instance(make_settings, redis_server_factory):
     redis = redis_server_factory()
-    with _server(make_settings, redis_url=redis.url) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-            single, cursor = await before_the_loss(client)
-            redis.close()  # gone with its directory
-            binary = find_binary()
-            assert binary is not None
-            with RedisServer(binary, port=redis.port):  # another server, same address
-                await after_the_loss(client, single, cursor)
+
+    @contextlib.contextmanager
+    def replace() -> Iterator[None]:
+        redis.close()  # gone with its directory
+        binary = find_binary()
+        assert binary is not None
+        with RedisServer(binary, port=redis.port):  # another server, same address
+            yield
+
+    await _lose_redis_history(make_settings, redis, replace)

@@ -180,3 +180,27 @@ async def test_redis_outage_publish_503_streams_stay_up_and_resume(
             late = await client.post("/topics/late/events", json="late")
             assert late.status_code == 201
             await eventually(lambda: late_stream.ids() == [late.json()["id"]], within=8, what="late subscriber")
+
+
+@pytest.mark.parametrize("fmt", ["sse", "ndjson"])
+async def test_redis_outage_longer_than_backend_wait_ends_streams_with_shutdown(
+    make_settings, redis_server_factory: Callable[[], RedisServer], fmt
+):
+    """A stream opened during an outage waits `backend_wait_s` (200, keepalives), then ends with
+    `shutdown` (`backend_unavailable`) and a jittered reconnect hint, so that the client reconnects."""
+    redis = redis_server_factory()
+    settings = make_settings(redis_url=redis.url, heartbeat_s=0.2, backend_wait_s=1.0, retry_ms=1000)
+    with thread_server(settings) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            (await client.post("/topics/wait/events", json=1)).raise_for_status()
+            first = (await client.get("/topics/wait/history")).json()["id"]
+            redis.stop()
+            for url in (f"{server.url}/topics/wait/events", f"{server.url}/topics/wait/events?last_event_id={first}"):
+                async with _collect(client, url, fmt) as stream:  # 200: asserted on opening
+                    await eventually(lambda s=stream: s.ended, within=8, what="the stream ends after backend_wait_s")
+                assert stream.keepalives >= 2, "kept alive while it waited"
+                assert stream.events == []
+                (shutdown,) = stream.controls
+                assert shutdown["reason"] == "backend_unavailable"
+                assert 1000 <= shutdown["retry_ms"] <= 2000  # retry_ms plus 0-100 % jitter
+            assert (await client.post("/topics/wait/events", json=2)).status_code == 503  # publishing keeps its 503
