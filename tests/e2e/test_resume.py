@@ -106,7 +106,7 @@ async def open_stream(
                         yield {"control": sse.event, **orjson.loads(sse.data)}
                     elif multi:
                         envelope = orjson.loads(sse.data)
-                        assert sse.id.endswith(envelope["id"]), "the cursor ends with the event's own id"
+                        assert envelope["id"] in sse.id.partition("~")[2].split(","), "the cursor holds the event's id"
                         yield {**envelope, "sse_id": sse.id}
                     else:
                         yield {"id": sse.id, "topic": url.split("/")[-2], "data": orjson.loads(sse.data)}
