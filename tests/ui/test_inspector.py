@@ -217,7 +217,11 @@ async def test_inspector_starts_from_a_tail_or_an_id_downloads_ndjson_and_shows_
     download = await download_info.value
     lines = (await download.path()).read_text().splitlines()
     assert lines[:3] == history[1:]  # the events as the server's own NDJSON lines, oldest first
-    assert [orjson.loads(line) for line in lines[3:]] == [{"control": "live", "replayed": 3}]
+    assert len(lines) == 4
+    live = orjson.loads(lines[3])
+    # On /events, `live` also carries the stream's starting cursor: here the id it resumed from.
+    assert live.pop("cursor").partition("~")[2] == ids[0]
+    assert live == {"control": "live", "replayed": 3}
 
     # A refused stream: the page reads the server's reason (EventSource cannot) and shows it.
     await page.select_option("#inspector-from", "live")
