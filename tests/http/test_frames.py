@@ -13,8 +13,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from broadcaster import Control, Event, InvalidEventId, InvalidEventType, InvalidTopic
-from broadcaster._event import parse_id
+from broadcaster import Control, Event, InvalidEventId, InvalidEventType, InvalidTopic, parse_cursor
 from broadcaster._exceptions import InvalidLine
 from broadcaster._lines import json_data
 from broadcaster._topics import validate_selector, validate_topic, validate_type
@@ -112,7 +111,7 @@ def test_control_frames_quote_client_text_safely(reason, extra, retry):
 @settings(max_examples=300, deadline=None)
 @given(text=nasty_text)
 def test_ids_and_selectors_from_clients_are_refused_or_clean(text):
-    for parse in (parse_id, validate_selector):
+    for parse in (parse_cursor, validate_selector):
         try:
             accepted = parse(text)
         except (InvalidEventId, InvalidTopic):
