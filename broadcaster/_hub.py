@@ -28,14 +28,13 @@ from ._subscription import Subscription
 from ._topics import DEFAULT_EVENT_TYPE, is_pattern, matches_any, validate_selector, validate_topic, validate_type
 from ._types import OverflowPolicy
 from .backends import RESYNC, Backend, HistoryPage, SupportsHealth, TopicInfo, backend_from_url
+from .backends._history import HISTORY_PAGE, history_pages, read_missed
 
 logger = logging.getLogger(__name__)
 
 _RATE_WINDOW_S = 60.0
 #: A topic that delivered nothing before an outage catches up from this long before the newest publish seen.
 CATCH_UP_MARGIN_MS = 5_000
-#: Events per history read when paging through a topic (downloads, catch-up after an outage).
-HISTORY_PAGE = 1000
 
 
 class _State(enum.Enum):
@@ -426,31 +425,9 @@ class Hub:
         since_ms = self._last_ts - CATCH_UP_MARGIN_MS
         for topic in sorted(topics):
             keys = [k for k in self._routes if matches_any(topic, [k])]
-            last = self._last_events.get(topic)
-            after = None if last is None else last.seq
-            events: list[Event] = []
-            replaced = False
-            async for page in self.history_pages(topic, after=after, since_ms=None if last else since_ms):
-                if last is not None and not events:
-                    lost = _lost_since(last, page)
-                    if lost is not None:
-                        if page.epoch == last.epoch:
-                            await self.backend.new_epoch(topic, last.epoch)  # it went backwards
-                        else:
-                            replaced = page.epoch is not None
-                        messages.extend((key, lost) for key in keys)
-                        break
-                    if page.events and page.events[0].seq != last.seq + 1:
-                        gap = Control(
-                            "gap", {"reason": "events were trimmed from history while the backend was unreachable"}
-                        )
-                        messages.extend((key, gap) for key in keys)
-                events.extend(page.events)
-            if replaced:
-                # A new history began meanwhile: all of it is new to our subscribers (live repeats are dropped).
-                async for page in self.history_pages(topic):
-                    events.extend(page.events)
-            messages.extend((key, event) for event in events for key in keys)
+            missed = await read_missed(self.backend, topic, self._last_events.get(topic), since_ms)
+            messages.extend((key, control) for control in missed.controls for key in keys)
+            messages.extend((key, event) for event in missed.events for key in keys)
         messages.sort(key=lambda m: (m[1].ts, m[1].topic, m[1].seq) if isinstance(m[1], Event) else (0, "", 0))
         return messages
 
@@ -472,27 +449,13 @@ class Hub:
         limit: int | None = None,
         page_size: int = HISTORY_PAGE,
     ) -> AsyncIterator[HistoryPage]:
-        """Every retained page of `topic` after seq `after` (from `since_ms`), oldest first, up to `limit` events.
-
-        The first page is yielded even when empty (its `epoch` and `last` tell whether events
-        after `after` were lost); the iteration ends at the newest retained event. Pages after
-        the first stay in the first one's epoch: if the history changed epoch meanwhile, the
-        iteration ends there. Raises `BackendUnavailable` from any page.
-        """
-        remaining = limit
-        epoch: str | None = None
-        while True:
-            size = page_size if remaining is None else min(page_size, remaining)
-            page = await self.history(topic, after=after, since_ms=since_ms, limit=size)
-            if epoch is not None and page.epoch != epoch:
-                return
-            epoch = page.epoch
+        """Every retained page of `topic` after seq `after` (from `since_ms`), oldest first (see `history_pages`)."""
+        self._check_open()
+        pages = history_pages(
+            self.backend, validate_topic(topic), after=after, since_ms=since_ms, limit=limit, page_size=page_size
+        )
+        async for page in pages:
             yield page
-            if remaining is not None:
-                remaining -= len(page.events)
-            if len(page.events) < size or remaining == 0:
-                return
-            after = page.events[-1].seq
 
     async def tail(self, topic: str, count: int) -> list[Event]:
         self._check_open()
@@ -536,16 +499,3 @@ class Hub:
         except Exception as exc:  # the listing still shows what this process knows
             logger.warning("could not list retained topics: %s", exc)
         return [stats[t] for t in sorted(stats)]
-
-
-def _lost_since(last: Event, page: HistoryPage) -> Control | None:
-    """A `reset` if the history no longer continues from `last` (lost, replaced, or gone backwards)."""
-    if page.epoch == last.epoch and page.last >= last.seq:
-        return None
-    reason = (
-        "the history went backwards while the backend was unreachable (a failover to a replica that lagged?); "
-        "events after the last delivered were lost"
-        if page.epoch == last.epoch
-        else "the history was lost while the backend was unreachable (restarted empty or replaced)"
-    )
-    return Control("reset", {"reason": reason, "last_event_id": last.id, "topics": [last.topic]})

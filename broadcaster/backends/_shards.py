@@ -32,7 +32,6 @@ from .base import BackendMessage
 logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-Item = tuple[Address, list[BackendMessage] | None, int]
 READ_TIMEOUT_S = 1.0
 CONNECT_TIMEOUT_S = 5.0
 BACKOFF_MIN_S = 0.05
@@ -65,9 +64,8 @@ class Shards:
         self._refresh = refresh
         self._on_message = on_message
         self._on_confirmed = on_confirmed
-        #: (node, batch, 0) for messages, (node, None, tick) for the answer to `ping(node, tick)`,
-        #: None when closed.
-        self.out: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_BATCHES)
+        #: Message batches in each node's order (a topic lives on one node, so in its order); None when closed.
+        self.out: asyncio.Queue[list[BackendMessage] | None] = asyncio.Queue(QUEUE_BATCHES)
         self._wanted: set[bytes] = set()
         self._home: dict[bytes, Address] = {}
         self._lost: set[bytes] = set()  # confirmations of these trigger a catch-up
@@ -115,17 +113,6 @@ class Shards:
                 with contextlib.suppress(OSError):
                     for same_slot in _by_slot(gone):
                         conn.sunsubscribe(same_slot)
-
-    def connected(self) -> list[Address]:
-        """The nodes with a live connection (those that could still send something)."""
-        return [home for home, conn in self._conns.items() if conn is not None]
-
-    def ping(self, home: Address, tick: int) -> None:
-        """PING the node's connection with `tick`: its answer comes through `out` after all it sent before."""
-        conn = self._conns.get(home)
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                conn.ping(str(tick).encode())
 
     def mark_lost(self, channel: bytes) -> None:
         """Catch this channel up at its next confirmation (e.g. a topic found late)."""
@@ -226,10 +213,7 @@ class Shards:
             if message[1] in self._wanted:
                 out = self._on_message(message[1], message[2])
                 if out:
-                    await self.out.put((home, out, 0))
-        elif kind == b"pong":
-            if message[1]:  # ours from `ping`; the liveness probe's PING has no payload
-                await self.out.put((home, None, int(message[1])))
+                    await self.out.put(out)
         elif kind == b"ssubscribe":
             await self._confirmed(home, message[1])
         elif kind == b"sunsubscribe":
@@ -251,7 +235,7 @@ class Shards:
         out = await self._on_confirmed(channel, lost)  # raises while the cluster is failing: retried
         self._lost.discard(channel)
         if out:
-            await self.out.put((home, out, 0))
+            await self.out.put(out)
         for fut in self._waiters.pop(channel, ()):
             if not fut.done():
                 fut.set_result(None)

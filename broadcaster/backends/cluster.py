@@ -1,19 +1,21 @@
 """ClusterBackend: Redis Cluster (or Valkey's), sharded pub/sub, everything of a topic in one slot.
 
 Chosen by `redis+cluster://HOST:PORT[,HOST:PORT...]` (`rediss+cluster://` for TLS). The
-keys of topic `t` carry the hash tag `{t}`: its stream `P{t}:s`, its meta hash `P{t}:m`
-(last id, epoch, registered), its trim mark `P{t}:t`, and its shard channel `P{t}`. One
+keys of topic `t` carry the hash tag `{t}`: its stream `Pstream:{t}` and its meta hash
+`Pmeta:{t}` (epoch, last seq, last publish time, registered: the single-Redis backend's
+keys and script, see `_redis_scripts`), and its shard channel `P{t}`. One
 script per publish batch touches only those and `SPUBLISH`es; no key is written by every
 publish. A topic's first publish also registers it in the topic registry `P{registry}`
 (a sorted set, and an announcement on its shard channel), which is how pattern streams
 learn of new topics without `PSUBSCRIBE`, and what `topics()` lists.
 
-Ids are per topic (`<ms>-<n>`, increasing within a topic; see docs/cluster.md for how `n`
-is packed); the reader remembers the newest id it delivered per topic, which makes every
-catch-up exact. Commands go through redis-py's asyncio `RedisCluster` (slot routing,
-MOVED/ASK redirects) with no hidden retries, so a publish to a dead master's slots fails
-at once with `BackendUnavailable` (503 + Retry-After); subscriptions go through `Shards`.
-History reads are the single-Redis backend's, on these keys.
+Ids are per topic, `<tag>.<epoch>.<seq>` as on every backend (docs/resume.md); the reader
+remembers the newest event it delivered per topic, which makes every catch-up exact
+(`_history.read_missed`: a history lost or gone backwards in a failover says `reset`).
+Commands go through redis-py's asyncio `RedisCluster` (slot routing, MOVED/ASK redirects)
+with no hidden retries, so a publish to a dead master's slots fails at once with
+`BackendUnavailable` (503 + Retry-After); subscriptions go through `Shards`. History reads
+are the single-Redis backend's, on these keys.
 """
 
 from __future__ import annotations
@@ -30,19 +32,26 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-from .._event import Control, Event, EventId
+from .._event import Event
 from .._exceptions import BackendClosed, BackendUnavailable, ConfigError
 from .._topics import is_pattern, matches_any, pattern_regex
-from ._merge import OrderedMerge
+from ._history import read_missed
 from ._redis_scripts import CLUSTER_PUBLISH_SCRIPT
 from ._shards import Address, Shards
 from .base import BackendMessage, TopicInfo
-from .redis import DEFAULT_SOCKET_TIMEOUT_S, DEFAULT_SUBSCRIBE_TIMEOUT_S, RedisBackend, _map_redis_errors, batch_args
+from .redis import (
+    DEFAULT_SOCKET_TIMEOUT_S,
+    DEFAULT_SUBSCRIBE_TIMEOUT_S,
+    RedisBackend,
+    _map_redis_errors,
+    batch_args,
+    batch_events,
+    decode_payload,
+)
 
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("redis+cluster://", "rediss+cluster://")
-_CATCH_UP_PAGE = 1000
 
 
 def parse_cluster_url(url: str) -> tuple[list[Address], str, str]:
@@ -81,24 +90,15 @@ class ClusterBackend(RedisBackend):
         self.seeds, self._node_url, self._query = parse_cluster_url(url)
         self.wait_replicas = wait_replicas
         self._registry = f"{prefix}{{registry}}"
-        self._last: dict[str, EventId] = {}  # newest id delivered per topic
-        self._since: dict[str, EventId] = {}  # a catch-up with nothing delivered yet starts here
+        self._last: dict[str, Event] = {}  # newest event delivered per topic
+        self._since: dict[str, int] = {}  # a catch-up with nothing delivered yet starts at this time (ms)
         self._key_cache: dict[str, list[str]] = {}
         self._shards: Shards | None = None
 
     # -- keys ----------------------------------------------------------------------------
 
-    def _tag(self, topic: str) -> str:
-        return f"{self.prefix}{{{topic}}}"
-
-    def _stream_key(self, topic: str) -> str:
-        return self._tag(topic) + ":s"
-
-    def _trim_key(self, topic: str) -> str:
-        return self._tag(topic) + ":t"
-
     def _channel(self, key: str) -> str:
-        return self._tag(key)
+        return f"{self.prefix}{{{key}}}"
 
     def _topic_of(self, channel: bytes) -> str:
         return channel[len(self.prefix) + 1 : -1].decode()
@@ -174,15 +174,15 @@ class ClusterBackend(RedisBackend):
         self._check_open()
         if not items:
             return []
-        tag = self._tag(topic)
-        keys = [tag + ":m", tag + ":s", tag + ":t", tag]
+        channel = self._channel(topic)
+        keys = [self._stream_key(topic), self._meta_key(topic), channel]
         type_arg, blob = batch_args(items)
-        args = [key_slot(tag.encode()), self.history_size, self.history_ttl_ms, "", len(items), type_arg, blob]
+        args = ["", self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob, self.meta_ttl_ms]
         try:
             with _map_redis_errors():
-                ms, n, _epoch, registered = await self._script(keys=keys, args=args)
+                raw_epoch, n, ms, registered = await self._script(keys=keys, args=args)
                 if self.wait_replicas:
-                    await self._wait_replicas(tag)
+                    await self._wait_replicas(channel)
                 registered_ms = int(registered)
                 if not registered_ms or int(ms) - registered_ms > self.history_ttl_ms // 2:
                     await self._register(topic, int(ms))
@@ -192,8 +192,7 @@ class ClusterBackend(RedisBackend):
             self.available = False
             raise
         self.available = True
-        ms, n = int(ms), int(n)
-        return [Event(topic, f"{ms}-{n + i + 1}", t, d, ms) for i, (t, d) in enumerate(items)]
+        return batch_events(topic, raw_epoch.decode(), int(n) + 1, int(ms), items)
 
     async def _wait_replicas(self, tag: str) -> None:
         """WAIT on the topic's master until `wait_replicas` replicas have the batch (or 503)."""
@@ -213,7 +212,7 @@ class ClusterBackend(RedisBackend):
         await self._client.execute_command(
             "SPUBLISH", self._registry, topic, target_nodes=self._client.get_node_from_key(self._registry)
         )
-        await self._client.hset(self._tag(topic) + ":m", "r", ms)
+        await self._client.hset(self._meta_key(topic), "r", ms)
 
     async def _serve_new(self, topic: str) -> None:
         """A new topic that a pattern of this process matches: served before the publish returns."""
@@ -231,9 +230,10 @@ class ClusterBackend(RedisBackend):
             names = [n for n in names if rx.match(n)]
             pipe = client.pipeline(transaction=False)
             for topic in names:
-                pipe.xinfo_stream(self._stream_key(topic))
-            infos = await pipe.execute(raise_on_error=False) if names else []
-        return self._topic_infos(names, infos)
+                pipe.xlen(self._stream_key(topic))
+                pipe.hmget(self._meta_key(topic), "e", "n")
+            replies = await pipe.execute(raise_on_error=False) if names else []
+        return self._topic_infos(names, replies)
 
     # -- subscribing ---------------------------------------------------------------------
 
@@ -259,7 +259,7 @@ class ClusterBackend(RedisBackend):
         patterns = [k for k in new if is_pattern(k)]
         if patterns:
             # Every topic matching, existing or created from now on, caught up from this instant.
-            since = (await self._server_ms(), 0)
+            since = await self._server_ms()
             for topic in await self._registered(patterns):
                 self._since.setdefault(topic, since)
                 channel = self._channel(topic).encode()
@@ -268,7 +268,7 @@ class ClusterBackend(RedisBackend):
             channels.append(self._registry.encode())
         fresh = [k for k in new if not is_pattern(k) and self._channel(k).encode() not in shards.wanted]
         if fresh:  # a catch-up after a lost connection starts at the subscription
-            now = (await self._server_ms(), 0)
+            now = await self._server_ms()
             for topic in fresh:
                 self._since[topic] = now
         waiters = shards.want(channels)
@@ -313,23 +313,15 @@ class ClusterBackend(RedisBackend):
             self._discover(payload.decode())
             return []
         topic = self._topic_of(channel)
-        events = []
-        ts: int | None = None
-        for line in payload.split(b"\n"):
-            head, _, rest = line.partition(b" ")
-            event_type, _, data = rest.partition(b" ")
-            event = Event(topic, head.decode(), event_type.decode(), data, ts)
-            ts = event.ts
-            events.append(event)
-        return self._deliver(topic, events)
+        return self._deliver(topic, decode_payload(topic, payload))
 
     def _deliver(self, topic: str, events: list[Event]) -> list[BackendMessage]:
         done = self._last.get(topic)
-        if done is not None:
-            events = [e for e in events if e.seq > done]  # already delivered (a catch-up overlapped)
+        if done is not None:  # already delivered (a catch-up overlapped)
+            events = [e for e in events if e.epoch != done.epoch or e.seq > done.seq]
         if not events:
             return []
-        self._last[topic] = events[-1].seq
+        self._last[topic] = events[-1]
         keys = self._keys_for(topic)
         return [BackendMessage(key, event) for event in events for key in keys]
 
@@ -339,7 +331,7 @@ class ClusterBackend(RedisBackend):
         channel = self._channel(topic).encode()
         if shards is None or channel in shards.wanted or not self._keys_for(topic):
             return []
-        self._since.setdefault(topic, (0, 0))
+        self._since.setdefault(topic, 0)
         shards.mark_lost(channel)
         return shards.want([channel])
 
@@ -350,47 +342,22 @@ class ClusterBackend(RedisBackend):
                     self._discover(topic)
             return []
         topic = self._topic_of(channel)
-        since = self._last.get(topic) or self._since.get(topic)
-        if not lost or since is None:
+        last = self._last.get(topic)
+        since = self._since.get(topic)
+        if not lost or (last is None and since is None):
             return []
-        return await self._catch_up_topic(topic, since)
-
-    async def _catch_up_topic(self, topic: str, since: EventId) -> list[BackendMessage]:
-        """Everything of `topic` after `since` from its history, every page; a gap if some was trimmed."""
-        messages: list[BackendMessage] = []
-        page = await self.history(topic, after=since, limit=_CATCH_UP_PAGE)
-        if page.trimmed is not None and page.trimmed > since and topic in self._last:
-            gap = Control("gap", {"reason": "events were trimmed from history while the cluster was failing over"})
-            messages.extend(BackendMessage(key, gap) for key in self._keys_for(topic))
-        while page.events:
-            messages.extend(self._deliver(topic, page.events))
-            if len(page.events) < _CATCH_UP_PAGE:
-                break
-            page = await self.history(topic, after=page.events[-1].seq, limit=_CATCH_UP_PAGE)
+        missed = await read_missed(self, topic, last, since or 0)
+        keys = self._keys_for(topic)
+        messages = [BackendMessage(key, control) for control in missed.controls for key in keys]
+        messages.extend(self._deliver(topic, missed.events))
         return messages
 
     async def messages(self) -> AsyncIterator[BackendMessage]:
-        """The shards' batches merged in id order (`OrderedMerge`)."""
-        shards = self._shards_or_closed()
-        merge = OrderedMerge(shards.connected, shards.ping)
-        queue = shards.out
+        """The shards' batches as they come: a topic lives on one node, so its events stay in order."""
+        queue = self._shards_or_closed().out
         while True:
-            wait_ms = merge.wait_ms()
-            try:
-                async with asyncio.timeout(None if wait_ms is None else wait_ms / 1000):
-                    item = await queue.get()
-            except TimeoutError:
-                item = (("", 0), [], 0)  # nothing came: release what is due
-            while item is not None:
-                home, batch, tick = item
-                if batch is None:
-                    merge.pong(home, tick)
-                elif batch:
-                    merge.push(home, batch)
-                if queue.empty():
-                    break
-                item = queue.get_nowait()
-            if item is None:
+            batch = await queue.get()
+            if batch is None:
                 return
-            for message in merge.pop_due():
+            for message in batch:
                 yield message

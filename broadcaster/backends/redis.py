@@ -213,7 +213,7 @@ class RedisBackend:
             raise
         self.available = True
         epoch = raw_epoch.decode()
-        return _events(topic, epoch, int(n) + 1, int(ms), items)
+        return batch_events(topic, epoch, int(n) + 1, int(ms), items)
 
     async def new_epoch(self, topic: str, replaced: str) -> None:
         client = self._check_open()
@@ -481,27 +481,32 @@ class RedisBackend:
                 yield BackendMessage(key, event)
 
     def _decode(self, channel: bytes, payload: bytes) -> list[Event]:
-        """The events of one PUBLISH: a head line `<epoch> <first seq> <ms>`, then `<type> <data>` lines."""
+        """The events of one PUBLISH (`decode_payload`); the same objects for a topic and a pattern."""
         last = self._last_message
         if last is not None and last[0] == channel and last[1] == payload:
             return last[2]  # the same publish through a topic and a pattern: the same Event objects
-        topic = channel[len(self.prefix) :].decode()
-        head, _, body = payload.partition(b"\n")
-        raw_epoch, raw_first, raw_ms = head.split(b" ")
-        epoch = raw_epoch.decode()
-        seq = int(raw_first)
-        ms = int(raw_ms)
-        tag = topic_tag(topic)
-        events = []
-        for line in body.split(b"\n"):
-            event_type, _, data = line.partition(b" ")
-            events.append(Event(topic, f"{tag}.{epoch}.{seq}", event_type.decode(), data, ms, seq=seq, epoch=epoch))
-            seq += 1
+        events = decode_payload(channel[len(self.prefix) :].decode(), payload)
         self._last_message = (channel, payload, events)
         return events
 
 
-def _events(topic: str, epoch: str, first: int, ms: int, items: Sequence[tuple[str, bytes]]) -> list[Event]:
+def decode_payload(topic: str, payload: bytes) -> list[Event]:
+    """The events of one message: a head line `<epoch> <first seq> <ms>`, then `<type> <data>` lines."""
+    head, _, body = payload.partition(b"\n")
+    raw_epoch, raw_first, raw_ms = head.split(b" ")
+    epoch = raw_epoch.decode()
+    seq = int(raw_first)
+    ms = int(raw_ms)
+    tag = topic_tag(topic)
+    events = []
+    for line in body.split(b"\n"):
+        event_type, _, data = line.partition(b" ")
+        events.append(Event(topic, f"{tag}.{epoch}.{seq}", event_type.decode(), data, ms, seq=seq, epoch=epoch))
+        seq += 1
+    return events
+
+
+def batch_events(topic: str, epoch: str, first: int, ms: int, items: Sequence[tuple[str, bytes]]) -> list[Event]:
     tag = topic_tag(topic)
     return [
         Event(topic, f"{tag}.{epoch}.{first + i}", t, d, ms, seq=first + i, epoch=epoch)
