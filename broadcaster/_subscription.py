@@ -28,7 +28,6 @@ from ._event import Control, Event
 from ._exceptions import HubClosed, SubscriberEvicted
 from ._types import OverflowPolicy
 
-
 logger = logging.getLogger(__name__)
 
 Item = Event | Control

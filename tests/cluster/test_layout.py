@@ -38,7 +38,7 @@ async def test_cluster_1000_topics_spread_within_10_percent_of_even_over_the_mas
     assert len(masters) == 3
     with _clients(masters) as clients:
         streams = {
-            port: len(list(c.scan_iter(match="broadcaster:{room.*}:s", count=1000))) for port, c in clients.items()
+            port: len(list(c.scan_iter(match="broadcaster:stream:{room.*}", count=1000))) for port, c in clients.items()
         }
     assert sum(streams.values()) == 1000
     even = 1000 / 3
@@ -81,5 +81,5 @@ async def test_cluster_publish_writes_only_keys_of_its_topic(redis_cluster: Redi
                 for client in clients.values():
                     client.config_set("notify-keyspace-events", "")
     keys = set(touched)
-    expected = {f"broadcaster:{{{t}}}:{suffix}" for t in topics for suffix in ("s", "m")}
+    expected = {f"broadcaster:{kind}:{{{t}}}" for t in topics for kind in ("stream", "meta")}
     assert keys == expected, f"keys written besides the topics' own: {sorted(keys - expected)}"

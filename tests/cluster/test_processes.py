@@ -54,26 +54,39 @@ async def _ndjson_events(stream: httpx.Response, count: int) -> list[dict[str, o
 
 
 async def test_cluster_multi_topic_stream_across_shards_and_resume_from_its_last_id(two_servers):
+    """A multi-topic SSE stream over three masters; its last `id:` (the stream's cursor) resumes every topic."""
     a, b = two_servers
     topics = _on_three_masters("multi.")
     params = [("topic", t) for t in topics]
     async with httpx.AsyncClient(timeout=10) as client:
         published = []
-        async with client.stream("GET", f"{b.url}/events", params=params) as stream:
-            assert stream.status_code == 200
+        cursors = []
+        async with aconnect_sse(client, "GET", f"{b.url}/events", params=params) as sse:
+            assert sse.response.status_code == 200
+            events = sse.aiter_sse()
             for n in range(9):
                 answer = await client.post(f"{a.url}/topics/{topics[n % 3]}/events", json={"n": n})
                 assert answer.status_code == 201, answer.text
                 published.append(answer.json()["id"])
-            got = await _ndjson_events(stream, 9)
+            got = []
+            async with asyncio.timeout(10):
+                while len(got) < 9:
+                    event = await anext(events)
+                    if event.event == "message" and event.data:
+                        got.append(event.json())
+                        cursors.append(event.id)
         assert [(e["topic"], e["id"], e["data"]) for e in got] == [
             (topics[n % 3], published[n], {"n": n}) for n in range(9)
         ]
-        # Resume on the other process from the fourth event: exactly the five after it, in order.
-        resume = [*params, ("last_event_id", published[3]), ("format", "ndjson")]
+        # Resume on the other process after the fourth event: exactly the five after it, each topic in order.
+        resume = [*params, ("last_event_id", cursors[3]), ("format", "ndjson")]
         async with client.stream("GET", f"{a.url}/events", params=resume) as stream:
             again = await _ndjson_events(stream, 5)
-        assert [e["id"] for e in again] == published[4:]
+        assert sorted(e["id"] for e in again) == sorted(published[4:])
+        for topic in topics:
+            assert [e["id"] for e in again if e["topic"] == topic] == [
+                published[n] for n in range(4, 9) if n % 3 == topics.index(topic)
+            ]
 
 
 async def test_cluster_pattern_stream_gets_the_first_event_of_a_topic_created_after_it_opened(two_servers):
