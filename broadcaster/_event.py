@@ -71,6 +71,7 @@ class Event:
         "sse_frame",
         "envelope_frame",
         "ndjson_line",
+        "id_bytes",
     )
 
     def __init__(
@@ -98,6 +99,8 @@ class Event:
         self.sse_frame: bytes | None = None
         self.envelope_frame: bytes | None = None
         self.ndjson_line: bytes | None = None
+        #: The id as ASCII bytes, once an encoder needed it.
+        self.id_bytes: bytes | None = None
 
     def __repr__(self) -> str:
         return f"Event(topic={self.topic!r}, id={self.id!r}, type={self.type!r}, data={self.data[:40]!r})"

@@ -111,54 +111,76 @@ class StreamCursor:
     """The cursor of a multi-topic stream: sent as each SSE event's `id:`, kept per stream.
 
     It starts from the resume point (or from the stream's start, `base_ms`) and takes the
-    id of every event delivered, keyed by topic tag (a pattern's topics are not known in
-    advance). At most `limit` ids are kept: past that (a pattern stream over more topics),
-    the least recently delivered is dropped and the cursor says so (`!`), and a resume from
-    it announces `reset` for the topics it lacks.
+    id of every event delivered, one slot per topic (a pattern's topics are not known in
+    advance; a topic keeps its slot, so the text keeps its order). At most `limit` ids are
+    kept: past that (a pattern stream over more topics), the id of the topic delivered least
+    recently is dropped and the cursor says so (`!`); a resume from it announces `reset` for
+    the topics it lacks.
 
-    This runs once per delivery of a multi-topic SSE stream, so the ids are kept as bytes
-    in a stable order (a topic keeps its place) and `advance` is one dict store and one join.
+    This runs once per delivery of a multi-topic SSE stream: `advance` is two dict lookups
+    (by topic, whose hash is cached), two stores and one join.
     """
 
-    __slots__ = ("base_ms", "limit", "truncated", "_ids", "_seen", "_n", "_head")
+    __slots__ = ("base_ms", "limit", "truncated", "_parts", "_slots", "_tags", "_recent", "_n", "_head")
 
     def __init__(self, base_ms: int, limit: int, start: Cursor | None = None) -> None:
         self.base_ms = base_ms
         self.limit = limit
         self.truncated = False
-        #: topic tag -> its last event id (ASCII bytes).
-        self._ids: dict[str, bytes] = {}
-        #: topic tag -> the number of its last delivery (to drop the least recent past `limit`).
-        self._seen: dict[str, int] = {}
+        #: The ids (ASCII bytes), one per slot.
+        self._parts: list[bytes] = []
+        #: topic -> its slot; `_tags`: topic tag -> slot (positions of the resume point, topics unknown).
+        self._slots: dict[str, int] = {}
+        self._tags: dict[str, int] = {}
+        #: slot -> number of its last delivery, to pick the slot to reuse once full.
+        self._recent: list[int] = []
         self._n = 0
         if start is not None:
             self.truncated = start.truncated
             for tag, (epoch, seq) in list(start.positions.items())[-limit:]:
-                self._ids[tag] = f"{tag}.{epoch}.{seq}".encode()
-                self._seen[tag] = self._n = self._n + 1
+                self._tags[tag] = len(self._parts)
+                self._parts.append(f"{tag}.{epoch}.{seq}".encode())
+                self._recent.append(0)
         self._head = self._make_head()
 
     def _make_head(self) -> bytes:
         return f"{self.base_ms}{'!' if self.truncated else ''}~".encode()
 
-    def advance(self, topic: str, event_id: str) -> bytes:
-        """Take a delivered event's id; return the cursor text (ASCII bytes, for the `id:` line)."""
-        ids = self._ids
-        tag = event_id[:8]
-        if tag not in ids and len(ids) >= self.limit:
-            oldest = min(self._seen, key=self._seen.__getitem__)  # rare: more topics than the bound
-            del ids[oldest], self._seen[oldest]
-            if not self.truncated:
-                self.truncated = True
-                self._head = self._make_head()
-        ids[tag] = event_id.encode()
+    def _slot_of(self, topic: str) -> int:
+        """A topic's first delivery: its resume point's slot, a new one, or (full) the least recent one."""
+        tag = topic_tag(topic)
+        slot = self._tags.pop(tag, None)
+        if slot is None:
+            parts = self._parts
+            if len(parts) < self.limit:
+                slot = len(parts)
+                parts.append(b"")
+                self._recent.append(0)
+            else:
+                slot = min(range(len(parts)), key=self._recent.__getitem__)
+                for other, taken in list(self._slots.items()):
+                    if taken == slot:
+                        del self._slots[other]
+                self._tags = {t: s for t, s in self._tags.items() if s != slot}
+                if not self.truncated:
+                    self.truncated = True
+                    self._head = self._make_head()
+        self._slots[topic] = slot
+        return slot
+
+    def advance(self, topic: str, event_id: bytes) -> bytes:
+        """Take a delivered event's id (ASCII bytes); return the cursor after it (for the `id:` line)."""
+        slot = self._slots.get(topic)
+        if slot is None:
+            slot = self._slot_of(topic)
+        self._parts[slot] = event_id
         self._n += 1
-        self._seen[tag] = self._n
-        return self._head + b",".join(ids.values())
+        self._recent[slot] = self._n
+        return self._head + b",".join(self._parts)
 
     def text(self) -> str:
         """The cursor as a resume point: `<base_ms>[!]~<id>,<id>,...`."""
-        return (self._head + b",".join(self._ids.values())).decode()
+        return (self._head + b",".join(self._parts)).decode()
 
 
 @dataclass(frozen=True, slots=True)

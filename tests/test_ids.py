@@ -32,13 +32,13 @@ def test_ids_legacy_id_is_a_cursor_that_matches_no_history():
 def test_ids_stream_cursor_round_trips_and_is_bounded():
     cursor = StreamCursor(1700000000000, limit=3)
     for n, topic in enumerate(["a", "b", "a", "c"], start=1):
-        text = cursor.advance(topic, format_id(topic, "00000001", n))
+        text = cursor.advance(topic, format_id(topic, "00000001", n).encode())
     parsed = parse_cursor(text.decode())
     assert parsed.base_ms == 1700000000000 and not parsed.truncated
     assert parsed.position("a") == ("00000001", 3)
     assert parsed.position("b") == ("00000001", 2)
     assert parsed.position("c") == ("00000001", 4)
-    text = cursor.advance("d", format_id("d", "00000001", 5))  # a fourth topic: the oldest (b) goes
+    text = cursor.advance("d", format_id("d", "00000001", 5).encode())  # a fourth topic: the oldest (b) goes
     parsed = parse_cursor(text.decode())
     assert parsed.truncated and parsed.position("b") is None and parsed.position("d") == ("00000001", 5)
     assert len(text) <= 16 + 3 * 38

@@ -130,9 +130,11 @@ class SSEEncoder(_Framing):
         if body is None:
             event_line = b"" if event.type == "message" else b"event: " + event.type.encode() + b"\n"
             body = event.envelope_frame = event_line + b"data: " + _ndjson_line(event)[:-1] + b"\n\n"
+        id_bytes = event.id_bytes
+        if id_bytes is None:
+            id_bytes = event.id_bytes = event.id.encode()
         cursor = self.cursor
-        position = event.id.encode() if cursor is None else cursor.advance(event.topic, event.id)
-        return b"".join((b"id: ", position, b"\n", body))
+        return b"".join((b"id: ", id_bytes if cursor is None else cursor.advance(event.topic, id_bytes), b"\n", body))
 
     def control(self, control: Control) -> bytes:
         # No `id:` line: a control message must not move the client's Last-Event-ID.
