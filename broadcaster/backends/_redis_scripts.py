@@ -7,7 +7,10 @@ KEYS: 1 the topic's stream, 2 the topic's meta hash (`e` epoch, `n` last seq, `m
 publish time), 3 the topics registry (a zset scored by last publish time).
 ARGV: 1 channel, 2 history size, 3 history ttl in ms, 4 topic, 5 event count, 6 the event
 types (one type for the whole batch, or one per event joined by newlines), 7 the events'
-data joined by newlines (each is JSON on one line, never empty), 8 the meta hash's ttl in ms.
+data joined by newlines (each is JSON on one line, never empty), 8 the meta hash's ttl in ms,
+9 and 10 the newest epoch and seq of the topic this process has seen (empty and 0 if none):
+if the history is still in that epoch but its last seq is lower, it went backwards and a new
+epoch starts instead of issuing those seqs again.
 Returns {epoch, n, ms}: the events got seqs n+1 ... n+count, all with time `ms`.
 
 Stream entry ids are `<seq>-<ms>`: ordered by seq (no gap within an epoch), and each carries
@@ -37,6 +40,12 @@ local meta = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms', 'r')
 local epoch = meta[1]
 local n = tonumber(meta[2] or '0')
 local last = tonumber(meta[3] or '0')
+if epoch and epoch == ARGV[9] and n < tonumber(ARGV[10]) then
+  -- This history went backwards (a failover to a replica that lagged, an old snapshot):
+  -- its seqs would be issued twice. A new epoch; the entries of the old one go.
+  redis.call('DEL', KEYS[1])
+  epoch = nil
+end
 if not epoch then
   epoch = string.sub(redis.sha1hex(t[1] .. '.' .. t[2] .. '.' .. ARGV[4]), 1, 8)
   n = 0

@@ -178,6 +178,7 @@ class ClusterBackend(RedisBackend):
         keys = [self._stream_key(topic), self._meta_key(topic), channel]
         type_arg, blob = batch_args(items)
         args = ["", self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob, self.meta_ttl_ms]
+        args.extend(self._newest_seen(topic))
         try:
             with _map_redis_errors():
                 raw_epoch, n, ms, registered = await self._script(keys=keys, args=args)
@@ -192,7 +193,9 @@ class ClusterBackend(RedisBackend):
             self.available = False
             raise
         self.available = True
-        return batch_events(topic, raw_epoch.decode(), int(n) + 1, int(ms), items)
+        epoch = raw_epoch.decode()
+        self._note_newest(topic, epoch, int(n) + len(items))
+        return batch_events(topic, epoch, int(n) + 1, int(ms), items)
 
     async def _wait_replicas(self, tag: str) -> None:
         """WAIT on the topic's master until `wait_replicas` replicas have the batch (or 503)."""
@@ -321,7 +324,8 @@ class ClusterBackend(RedisBackend):
             events = [e for e in events if e.epoch != done.epoch or e.seq > done.seq]
         if not events:
             return []
-        self._last[topic] = events[-1]
+        last = self._last[topic] = events[-1]
+        self._note_newest(topic, last.epoch, last.seq)
         keys = self._keys_for(topic)
         return [BackendMessage(key, event) for event in events for key in keys]
 

@@ -54,6 +54,9 @@ T = TypeVar("T")
 #: How long a topic's epoch and last seq outlive its last publish (resumes from it say `reset` after).
 META_TTL_MS = 7 * 86_400_000
 
+#: Topics whose newest (epoch, seq) a process remembers, to detect a history that went backwards.
+NEWEST_SEEN_TOPICS = 100_000
+
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 DEFAULT_READ_TIMEOUT_S = 1.0
 DEFAULT_SUBSCRIBE_TIMEOUT_S = 5.0
@@ -114,6 +117,9 @@ class RedisBackend:
         self._keys: set[str] = set()
         self._pending: dict[str, list[asyncio.Future[None]]] = {}
         self._last_message: tuple[bytes, bytes, list[Event]] | None = None
+        #: Per topic, the newest (epoch, seq) this process published or received (bounded): sent
+        #: with each publish, so that a history that went backwards starts a new epoch.
+        self._newest: dict[str, tuple[str, int]] = {}
         self._connected = asyncio.Event()
         self._down = False  # the reader lost (or never got) its connection and is retrying
         self._closed = False
@@ -205,7 +211,7 @@ class RedisBackend:
         # The batch travels newline-framed, to the script and in its PUBLISH.
         type_arg, blob = batch_args(items)
         args = [self._channel(topic), self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob]
-        args.append(self.meta_ttl_ms)
+        args.extend((self.meta_ttl_ms, *self._newest_seen(topic)))
         try:
             raw_epoch, n, ms = await self._run(lambda: self._script(keys=keys, args=args))
         except BackendUnavailable:
@@ -213,7 +219,17 @@ class RedisBackend:
             raise
         self.available = True
         epoch = raw_epoch.decode()
+        self._note_newest(topic, epoch, int(n) + len(items))
         return batch_events(topic, epoch, int(n) + 1, int(ms), items)
+
+    def _newest_seen(self, topic: str) -> tuple[str, int]:
+        return self._newest.get(topic, ("", 0))
+
+    def _note_newest(self, topic: str, epoch: str, seq: int) -> None:
+        newest = self._newest
+        if len(newest) >= NEWEST_SEEN_TOPICS and topic not in newest:
+            del newest[next(iter(newest))]  # the topic noted first: bounded memory, a best effort
+        newest[topic] = (epoch, seq)
 
     async def new_epoch(self, topic: str, replaced: str) -> None:
         client = self._check_open()
@@ -487,6 +503,8 @@ class RedisBackend:
             return last[2]  # the same publish through a topic and a pattern: the same Event objects
         events = decode_payload(channel[len(self.prefix) :].decode(), payload)
         self._last_message = (channel, payload, events)
+        newest = events[-1]
+        self._note_newest(newest.topic, newest.epoch, newest.seq)
         return events
 
 
