@@ -27,7 +27,12 @@ from .subscribe import MAX_DURATION_S
 TOPIC_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 SELECTOR_PATTERN = r"^[A-Za-z0-9*][A-Za-z0-9._:*-]{0,199}$"
 TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-ID_PATTERN = r"^[0-9]{1,15}-[0-9]{1,19}$"
+_ID = r"[0-9a-f]{8}\.[0-9a-f]{8}\.[0-9]{1,19}"
+#: One event id (`_ids.parse_event_id`).
+ID_PATTERN = f"^{_ID}$"
+#: A stream's resume point (`_ids.parse_cursor`): an id, a comma list of ids, a cursor
+#: `<base_ms>[!]~<ids>`, or an id of the scheme before 0.2 (`<ms>-<n>`, answered with `reset`).
+CURSOR_PATTERN = f"^(?:{_ID}(?:,{_ID})*|[0-9]{{1,15}}!?~(?:{_ID}(?:,{_ID})*)?|[0-9]{{1,15}}-[0-9]{{1,19}})$"
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -70,7 +75,7 @@ _BY_OPERATION = {
 
 def _parameter_schemas(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
     """(location, name) -> the schema of what the server accepts there."""
-    resume = {"type": "string", "pattern": ID_PATTERN}
+    resume = {"type": "string", "pattern": CURSOR_PATTERN}
     return {
         ("path", "topic"): {"type": "string", "pattern": TOPIC_PATTERN},
         ("query", "topic"): {
@@ -93,7 +98,7 @@ def _parameter_schemas(settings: Settings) -> dict[tuple[str, str], dict[str, An
         ("query", "max_duration"): {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_S},
         ("query", "last_event_id"): resume,
         ("header", "Last-Event-ID"): resume,
-        ("query", "after"): resume,
+        ("query", "after"): {"type": "string", "pattern": ID_PATTERN},
         ("query", "limit"): {"type": "integer", "minimum": 1, "maximum": 10**9},
     }
 

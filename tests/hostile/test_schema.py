@@ -46,7 +46,13 @@ def test_every_operation_answers_as_documented(label, module_server, module_cana
             case.query.pop("max_events", None)  # would wait for events that never come
         # A request body typed `string` cannot say "one JSON value per line": valid by the schema is not
         # valid NDJSON, so for the publish operation the "valid data is accepted" check cannot hold.
-        excluded = [schemathesis.checks.positive_data_acceptance] if case.method == "POST" else []
+        # The history's `after` must be an id *of this topic* (else 400, naming it): a relation between
+        # two parameters that JSON Schema cannot state, so a schema-valid id of another topic is refused.
+        excluded = (
+            [schemathesis.checks.positive_data_acceptance]
+            if case.method == "POST" or case.path == "/topics/{topic}/history"
+            else []
+        )
         case.call_and_validate(base_url=module_server.url, timeout=10, excluded_checks=excluded)
 
     run()
