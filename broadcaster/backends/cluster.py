@@ -37,17 +37,10 @@ from .._exceptions import BackendClosed, BackendUnavailable, ConfigError
 from .._topics import is_pattern, matches_any, pattern_regex
 from ._history import read_missed
 from ._redis_scripts import CLUSTER_PUBLISH_SCRIPT
+from ._redis_wire import batch_args, batch_events, decode_payload, map_redis_errors
 from ._shards import Address, Shards
 from .base import BackendMessage, TopicInfo
-from .redis import (
-    DEFAULT_SOCKET_TIMEOUT_S,
-    DEFAULT_SUBSCRIBE_TIMEOUT_S,
-    RedisBackend,
-    _map_redis_errors,
-    batch_args,
-    batch_events,
-    decode_payload,
-)
+from .redis import DEFAULT_SOCKET_TIMEOUT_S, DEFAULT_SUBSCRIBE_TIMEOUT_S, RedisBackend
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +116,7 @@ class ClusterBackend(RedisBackend):
         self._opened = True
         self._client = self._new_client()
         try:
-            with _map_redis_errors():
+            with map_redis_errors():
                 await self._client.initialize()
         except BackendUnavailable as exc:
             await self._client.aclose()
@@ -159,12 +152,12 @@ class ClusterBackend(RedisBackend):
         return (node.host, int(node.port))
 
     async def _refresh(self) -> None:
-        with _map_redis_errors():
+        with map_redis_errors():
             await self._client.nodes_manager.initialize()
 
     async def ping(self) -> None:
         client = self._check_open()
-        with _map_redis_errors():
+        with map_redis_errors():
             await client.ping(target_nodes=RedisCluster.PRIMARIES)
         self.available = True
 
@@ -180,7 +173,7 @@ class ClusterBackend(RedisBackend):
         args = ["", self.history_size, self.history_ttl_ms, topic, len(items), type_arg, blob, self.meta_ttl_ms]
         args.extend(self._newest_seen(topic))
         try:
-            with _map_redis_errors():
+            with map_redis_errors():
                 raw_epoch, n, ms, registered = await self._script(keys=keys, args=args)
                 if self.wait_replicas:
                     await self._wait_replicas(channel)
@@ -228,7 +221,7 @@ class ClusterBackend(RedisBackend):
     async def topics(self, pattern: str = "*") -> list[TopicInfo]:
         client = self._check_open()
         rx = pattern_regex(pattern)
-        with _map_redis_errors():
+        with map_redis_errors():
             names = sorted(n.decode() for n in await client.zrange(self._registry, 0, -1))
             names = [n for n in names if rx.match(n)]
             pipe = client.pipeline(transaction=False)
@@ -247,7 +240,7 @@ class ClusterBackend(RedisBackend):
 
     async def _server_ms(self) -> int:
         node = self._client.get_node_from_key(self._registry)
-        with _map_redis_errors():
+        with map_redis_errors():
             seconds, micros = await self._client.execute_command("TIME", target_nodes=node)
         return int(seconds) * 1000 + int(micros) // 1000
 
@@ -282,7 +275,7 @@ class ClusterBackend(RedisBackend):
             logger.warning("subscribe not confirmed, the shard readers will retry: %s", exc)
 
     async def _registered(self, patterns: list[str]) -> list[str]:
-        with _map_redis_errors():
+        with map_redis_errors():
             names = await self._client.zrange(self._registry, 0, -1)
         return [n.decode() for n in names if matches_any(n.decode(), patterns)]
 

@@ -31,21 +31,17 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
-    ClusterError,
-    ConnectionError as RedisConnectionError,
-    RedisClusterException,
     RedisError,
-    TimeoutError as RedisTimeoutError,
-    TryAgainError,
 )
 
-from .._event import Event, join_lines
+from .._event import Event
 from .._exceptions import BackendClosed, BackendError, BackendUnavailable
-from .._ids import format_id, topic_tag
+from .._ids import format_id
 from .._redact import redact_url
 from .._topics import is_pattern, pattern_regex
 from ._pubsub import PubSubConnection
 from ._redis_scripts import NEW_EPOCH_SCRIPT, PUBLISH_SCRIPT
+from ._redis_wire import batch_args, batch_events, decode_payload, map_redis_errors, stale_connection
 from .base import RESYNC, BackendMessage, HistoryPage, TopicInfo
 
 logger = logging.getLogger(__name__)
@@ -62,33 +58,6 @@ DEFAULT_READ_TIMEOUT_S = 1.0
 DEFAULT_SUBSCRIBE_TIMEOUT_S = 5.0
 DEFAULT_BACKOFF_MIN_S = 0.05
 DEFAULT_BACKOFF_MAX_S = 2.0
-
-
-@contextlib.contextmanager
-def _map_redis_errors() -> Iterator[None]:
-    """Translate redis-py errors into ours; the only place that knows redis-py's error tree."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise BackendUnavailable(f"Redis is unreachable: {exc}") from exc
-    except (ClusterError, TryAgainError, RedisClusterException) as exc:  # a cluster failing over or resharding
-        raise BackendUnavailable(f"Redis Cluster cannot serve this now: {exc}") from exc
-    except RedisError as exc:
-        raise BackendError(f"Redis error: {exc}") from exc
-
-
-def _stale_connection(exc: BaseException) -> bool:
-    """Whether a command failed on a pooled connection that Redis had closed (it restarted, or
-    dropped idle clients), not on connecting: then a fresh connection may well work at once."""
-    cause = exc.__cause__
-    return isinstance(cause, RedisConnectionError) and "connecting to" not in str(cause)
-
-
-def batch_args(items: Sequence[tuple[str, bytes]]) -> tuple[str, bytes]:
-    """A batch's types (one, or one per event joined by newlines) and data joined by newlines, for the scripts."""
-    blob = join_lines([data for _, data in items])
-    types = {event_type for event_type, _ in items}
-    return (types.pop() if len(types) == 1 else "\n".join([event_type for event_type, _ in items])), blob
 
 
 class RedisBackend:
@@ -184,12 +153,12 @@ class RedisBackend:
         retried (it answers 503 at once).
         """
         try:
-            with _map_redis_errors():
+            with map_redis_errors():
                 return await command()
         except BackendUnavailable as exc:
-            if not _stale_connection(exc):
+            if not stale_connection(exc):
                 raise
-        with _map_redis_errors():
+        with map_redis_errors():
             return await command()
 
     # -- publishing and history ------------------------------------------------------------
@@ -314,7 +283,7 @@ class RedisBackend:
     async def topics(self, pattern: str = "*") -> list[TopicInfo]:
         client = self._check_open()
         rx = pattern_regex(pattern)
-        with _map_redis_errors():
+        with map_redis_errors():
             names = await client.zrangebyscore(self.prefix + "topics", self._horizon_ms(), "+inf")
             topics = sorted(n.decode() for n in names if rx.match(n.decode()))
             async with client.pipeline(transaction=False) as pipe:
@@ -506,27 +475,3 @@ class RedisBackend:
         newest = events[-1]
         self._note_newest(newest.topic, newest.epoch, newest.seq)
         return events
-
-
-def decode_payload(topic: str, payload: bytes) -> list[Event]:
-    """The events of one message: a head line `<epoch> <first seq> <ms>`, then `<type> <data>` lines."""
-    head, _, body = payload.partition(b"\n")
-    raw_epoch, raw_first, raw_ms = head.split(b" ")
-    epoch = raw_epoch.decode()
-    seq = int(raw_first)
-    ms = int(raw_ms)
-    tag = topic_tag(topic)
-    events = []
-    for line in body.split(b"\n"):
-        event_type, _, data = line.partition(b" ")
-        events.append(Event(topic, f"{tag}.{epoch}.{seq}", event_type.decode(), data, ms, seq=seq, epoch=epoch))
-        seq += 1
-    return events
-
-
-def batch_events(topic: str, epoch: str, first: int, ms: int, items: Sequence[tuple[str, bytes]]) -> list[Event]:
-    tag = topic_tag(topic)
-    return [
-        Event(topic, f"{tag}.{epoch}.{first + i}", t, d, ms, seq=first + i, epoch=epoch)
-        for i, (t, d) in enumerate(items)
-    ]
