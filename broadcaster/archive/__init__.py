@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._archiver import Archiver
 from ._catalog import ArchiveCatalog, SegmentInfo
 from ._deep import DeepReplay
-from ._export import Bound, Range, export_blocks, items_of
+from ._export import Bound, Range, RangeError, export_blocks, items_of, plan, stream_plan
 from ._options import ArchiveOptions, parse_fsync
 from ._service import ServerArchive, check_server_settings, server_archive
 
@@ -19,6 +19,7 @@ __all__ = [
     "Archiver",
     "Bound",
     "Range",
+    "RangeError",
     "SegmentInfo",
     "ServerArchive",
     "DeepReplay",
@@ -26,5 +27,7 @@ __all__ = [
     "export_blocks",
     "items_of",
     "parse_fsync",
+    "plan",
     "server_archive",
+    "stream_plan",
 ]

@@ -6,22 +6,30 @@ How it keeps "exactly once, in order" across restarts, outages and slow disks:
    archived event; then it subscribes live (from here on, nothing published is missed:
    the in-server archiver does this before the server reports healthy).
 2. Each topic catches up from the retained history once, after that id (from the oldest
-   retained event for a topic it has no file of), up to the topic's first live event:
-   every event older than that one was published before the subscription (the live
-   stream delivers everything after it, in order), so history and live meet exactly
-   there, even while events are still on their way from the backend to the
-   subscription. A topic that stays quiet for a second catches up from the whole history.
-3. Then it follows the live subscription, dropping events of a topic with an id up to
-   the newest one written (ids increase per topic).
+   retained event for a topic it has no file of; from the start of the current history
+   if the topic's epoch changed), up to the topic's first live event: every event older
+   than that one was published before the subscription (the live stream delivers
+   everything after it, in order), so history and live meet exactly there, even while
+   events are still on their way from the backend to the subscription. A topic that
+   stays quiet for a second catches up from the whole history.
+3. Then it follows the live subscription. Ids are `<tag>.<epoch>.<seq>` with seqs
+   gapless within an epoch, so each live event is checked against the newest written:
+   same epoch and seq up to it, a duplicate (dropped); the next seq, written; a later
+   seq (a hole) or another epoch (the history was lost or replaced), the topic catches
+   up again before it. An event of an epoch the archive already left (late from the
+   old history) is dropped: the `reset` line written when the epoch changed covers it.
 4. The subscription drops rather than disconnects when the disk is slower than the
-   publishers (`drop-newest`); the `gap` it gets, like a backend's own `gap` after an
-   outage, sends every topic back to step 2. Events are lost only if the history no
-   longer holds them, and then a `reset` line in the topic's segment says so.
+   publishers (`drop-newest`); the `gap` it gets, like a backend's own `gap` or `reset`
+   after an outage, sends every topic back to step 2. Events are lost only if the
+   history no longer holds them, and then a `reset` line in the topic's segment says so.
 
 A `reset` line is written when the history cannot cover what the archiver missed:
-the history was trimmed past the newest archived event, the archiver was stopped
-longer than the history's ttl, or the history does not survive a restart (the
-memory backend) and the previous run did not stop cleanly.
+the history was trimmed past the newest archived event, the topic's history was lost
+or replaced (another epoch: Redis restarted empty or was replaced), the archiver was
+stopped longer than the history's ttl, or the history does not survive a restart (the
+memory backend) and the previous run did not stop cleanly. (A memory-backend server
+that stopped cleanly starts new epochs with nothing lost: no `reset`.) Within a topic's
+files, each epoch is one run of lines, in the order they happened (`_order`).
 
 File I/O runs in a worker thread (`asyncio.to_thread`), one call at a time, never
 on the event loop; compressing a closed segment runs in a second one.
@@ -37,14 +45,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-from .._event import Control, Event, EventId, parse_id
+from .._event import Control, Event
 from .._exceptions import BackendError, HubClosed
 from .._hub import Hub
+from .._ids import Position
 from .._subscription import Subscription
 from .._topics import matches_any
 from .._types import OverflowPolicy
 from ._layout import archived_topics
 from ._options import ArchiveOptions
+from ._order import LEGACY, id_parts
 from ._writer import ArchiveWriter, Previous, RenderLines, now_ms
 
 logger = logging.getLogger(__name__)
@@ -54,6 +64,16 @@ TICK_S = 1.0
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 5.0
 STOP_TIMEOUT_S = 10.0
+
+_TRIMMED = "the history was trimmed past the newest archived event"
+_LOST = "the topic's history was lost or replaced (another epoch) after the newest archived event"
+_LEGACY = "the newest archived event has an id of an older server version: the history cannot be matched"
+
+
+def _position(event_id: str) -> Position:
+    """The (epoch, seq) of an archived id; an id before 0.2 matches no epoch of a current history."""
+    parts = id_parts(event_id)
+    return ("", 0) if parts is None or parts[0] == LEGACY else (parts[0], parts[1])
 
 
 class Archiver:
@@ -83,8 +103,10 @@ class Archiver:
         self.options = options
         self.history_survives_restart = history_survives_restart
         self.writer = ArchiveWriter(root, options, render)
-        #: Per topic: the newest event id written (the seam between history and live).
-        self.last: dict[str, EventId] = {}
+        #: Per topic: the (epoch, seq) of the newest event written (the seam between history and live).
+        self.last: dict[str, Position] = {}
+        #: Per topic: epochs the archive moved on from in this run (their late live events are dropped).
+        self._left: dict[str, set[str]] = {}
         self._last_text: dict[str, str] = {}
         #: Events written, resets written, catch-up passes: for logs, metrics and tests.
         self.written = 0
@@ -218,31 +240,64 @@ class Archiver:
             return "the archiver was stopped for longer than the history's ttl"
         return None
 
-    async def _catch_up(self, topic: str, before: EventId | None) -> None:
-        """Write the retained history after the newest archived event (and before `before`, if given)."""
+    def _epoch_loss(self, topic: str, checking_previous: bool) -> str | None:
+        """Why the events after the newest archived one may be lost, now that the topic's epoch changed."""
+        previous = self._previous
+        if checking_previous and previous is not None and previous.clean and not self.history_survives_restart:
+            return None  # the history died with a process whose archiver had written all of it
+        if self.last.get(topic, ("", 0))[0] == "":
+            return _LEGACY
+        return _LOST
+
+    async def _catch_up(self, topic: str, before: Event | None) -> None:
+        """Write the retained history after the newest archived event (and before the live event `before`)."""
         self.catch_ups += 1
-        loss = self._previous_loss(topic) if topic in self._check_previous else None
+        checking_previous = topic in self._check_previous
+        loss = self._previous_loss(topic) if checking_previous else None
         self._check_previous.discard(topic)
-        after = self.last.get(topic)
-        first = True
+        last = self.last.get(topic)
+        pages = self.hub.history_pages(topic, after=None if last is None else last[1], page_size=PAGE_SIZE)
         # Stopping early at `before` leaves the page iterator unfinished: it holds nothing but its position.
-        async for page in self.hub.history_pages(topic, after=after, page_size=PAGE_SIZE):
+        page = await anext(pages)
+        moved: str | None = None  # the epoch the topic moved to (set once the `reset` is written)
+        if last is not None and page.epoch is not None and page.epoch != last[0]:
+            # Another history: what it holds is all new to the archive, from its oldest event.
+            loss = loss or self._epoch_loss(topic, checking_previous)
+            moved = page.epoch
+            pages = self.hub.history_pages(topic, page_size=PAGE_SIZE)
+            page = await anext(pages)
+        elif last is not None and page.epoch == last[0]:
+            first = page.events[0].seq if page.events else page.last + 1
+            if last[1] < page.last and first != last[1] + 1:
+                loss = loss or _TRIMMED
+        elif last is not None and page.epoch is None and before is not None and before.epoch != last[0]:
+            # The backend forgot the topic, yet an event of another epoch arrived: that epoch begins here.
+            loss = loss or self._epoch_loss(topic, checking_previous)
+            moved = before.epoch
+        cut = before.seq if before is not None and before.epoch == page.epoch else None
+        while True:
             items: list[Event | Control] = []
-            if first and after is not None and page.trimmed is not None and page.trimmed > after:
-                loss = "the history was trimmed past the newest archived event"
-            first = False
             if loss is not None:
                 items.append(self._reset(topic, loss))
                 loss = None
             events = page.events
             done = False
-            if before is not None and events and events[-1].seq >= before:
-                events = [e for e in events if e.seq < before]
+            if cut is not None and events and events[-1].seq >= cut:
+                events = [e for e in events if e.seq < cut]
                 done = True
             items.extend(events)
             if items:
                 await self._write(topic, items)
+            if moved is not None and last is not None:
+                self._left.setdefault(topic, set()).add(last[0])
+                if self.last.get(topic, ("", 0))[0] != moved:
+                    self.last[topic] = (moved, 0)  # nothing of it written yet: it starts at its first event
+                moved = None
             if done:
+                break
+            try:
+                page = await anext(pages)
+            except StopAsyncIteration:
                 break
         self._caught.add(topic)
 
@@ -287,10 +342,19 @@ class Archiver:
             if sub.ended:
                 return True
 
+    def _is_new(self, event: Event, newest: Position | None) -> bool | None:
+        """Whether to write a live event after `newest`: True, False (a duplicate or late), None (catch up first)."""
+        if newest is None:
+            return True
+        epoch, seq = newest
+        if event.epoch == epoch:
+            return None if event.seq > seq + 1 else event.seq > seq
+        return False if event.epoch in self._left.get(event.topic, ()) else None
+
     async def _write_live(self, items: list[Event | Control]) -> None:
         """Write live items in order: per topic in one batch, a topic's catch-up before its first event."""
         batch: dict[str, list[Event | Control]] = {}
-        newest: dict[str, EventId] = {}
+        newest: dict[str, Position] = {}
         self._written_upto = 0
 
         async def flush(upto: int) -> None:
@@ -303,21 +367,27 @@ class Archiver:
         for index, item in enumerate(items):
             if type(item) is Event:
                 topic = item.topic
-                if topic not in self._caught:
+                new = self._is_new(item, newest.get(topic) or self.last.get(topic))
+                if topic not in self._caught or new is None:
+                    # Not caught up yet, or a hole or another epoch ahead of it: the history first.
                     await flush(index)
-                    await self._catch_up(topic, item.seq)
-                seq = item.seq
-                last = newest.get(topic) or self.last.get(topic)
-                if last is None or seq > last:
-                    newest[topic] = seq
+                    await self._catch_up(topic, item)
+                    # After it, a hole left is one the history could not fill (its `reset` is written).
+                    last = self.last.get(topic)
+                    new = last is None or (item.epoch == last[0] and item.seq > last[1])
+                if new:
+                    newest[topic] = (item.epoch, item.seq)
                     batch.setdefault(topic, []).append(item)
-            elif isinstance(item, Control) and item.kind == "gap":
-                # Events were dropped here: write what came before, then every topic catches up
+                elif item.epoch != (newest.get(topic) or self.last.get(topic) or ("", 0))[0]:
+                    self._left.setdefault(topic, set()).add(item.epoch)
+                    logger.info("archiver: dropped %s, of a history %s has moved on from", item.id, topic)
+            elif isinstance(item, Control) and item.kind in ("gap", "reset"):
+                # Events were dropped or lost here: write what came before, then every topic catches up
                 # again (from the history, up to its next live event).
                 await flush(index + 1)
                 self._caught.clear()
                 self._scan_at = time.monotonic() + TICK_S
-                logger.info("archiver: the live subscription dropped events; catching up from history")
+                logger.info("archiver: the live subscription announced %s; catching up from history", item.kind)
         await flush(len(items))
 
     async def _write(self, topic: str, items: list[Event | Control]) -> None:
@@ -327,8 +397,8 @@ class Archiver:
             # The files were repaired to whole lines: what they hold of this batch counts as written.
             newest = await asyncio.to_thread(self.writer.newest_id, topic)
             if newest is not None:
-                seq = parse_id(newest)
-                self.written += sum(1 for i in items if type(i) is Event and i.seq <= seq)
+                epoch, seq = _position(newest)
+                self.written += sum(1 for i in items if type(i) is Event and i.epoch == epoch and i.seq <= seq)
             self._set_last(topic, newest)
             raise
         events = [i for i in items if type(i) is Event]
@@ -343,7 +413,7 @@ class Archiver:
             self.last.pop(topic, None)
             self._last_text.pop(topic, None)
         else:
-            self.last[topic] = parse_id(event_id)
+            self.last[topic] = _position(event_id)
             self._last_text[topic] = event_id
 
     async def _compress_loop(self) -> None:

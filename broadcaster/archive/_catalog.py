@@ -17,6 +17,10 @@ from typing import Any
 from . import _lines
 from ._index import read_index
 from ._layout import INDEX_NAME, SegmentName, archived_topics, is_inside, segment_files, topic_dir
+from ._order import EpochOrder, id_epoch
+
+#: Segments whose epochs were read (those that hold an epoch change), kept per catalog.
+_EPOCH_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class ArchiveCatalog:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._indexes: dict[str, tuple[tuple[int, int], dict[int, dict[str, Any]]]] = {}
+        self._epochs: dict[tuple[Path, int, int], list[str]] = {}
 
     def topics(self) -> list[str]:
         return archived_topics(self.root)
@@ -116,6 +121,41 @@ class ArchiveCatalog:
         except FileNotFoundError:
             return info
         return dataclasses.replace(info, **meta.as_record(), described=True)
+
+    def order(self, described: list[SegmentInfo]) -> EpochOrder:
+        """The epochs of a topic's described segments (oldest first), in the order the files hold them.
+
+        A segment whose first and last event share an epoch holds that one alone (the runs
+        are contiguous); only one that holds an epoch change is read, once (then cached).
+        """
+        order = EpochOrder()
+        for info in described:
+            first, last = id_epoch(info.first_id or ""), id_epoch(info.last_id or "")
+            if first is None or last is None:
+                continue
+            if first == last:
+                order.add(first)
+                continue
+            for epoch in self._segment_epochs(info):
+                order.add(epoch)
+        return order
+
+    def _segment_epochs(self, info: SegmentInfo) -> list[str]:
+        key = (info.path, info.inode, info.size)
+        epochs = self._epochs.get(key)
+        if epochs is None:
+            epochs = []
+            try:
+                for event_id in _lines.event_ids(info.path, info.size):
+                    epoch = id_epoch(event_id)
+                    if epoch is not None and (not epochs or epochs[-1] != epoch):
+                        epochs.append(epoch)
+            except FileNotFoundError:  # removed by retention meanwhile: its events are gone too
+                return []
+            if len(self._epochs) >= _EPOCH_CACHE_SIZE:
+                self._epochs.clear()
+            self._epochs[key] = epochs
+        return epochs
 
     def segment(self, topic: str, name: str) -> SegmentInfo | None:
         """The segment named `name` if it is in the topic's listing and a regular file inside the archive."""

@@ -1,15 +1,18 @@
 """Reading a range of a topic's archive across segments: the export download and deep resume.
 
-A range is bounded by event ids or by times (`Bound`). Segments wholly inside it
-are streamed as they are, block by block; only the segments at its ends are read
-line by line (the head of each line gives its id and time without parsing its
-data). Blocks are read in a worker thread and gzip segments decompressed as they
-stream, so memory stays flat whatever the range's size.
+A range is bounded by event ids or by times (`Bound`). An id is placed in the files
+exactly: by its epoch's run and its seq (`_order`), never by its time, since ids order
+events within an epoch only and the files give the order of the epochs. `plan` resolves
+the bounds against the topic's archive (a `RangeError` names a bound it cannot place)
+and picks the segments. Segments wholly inside the range are streamed as they are,
+block by block; only the segments at its ends are read line by line (the head of each
+line gives its id and time without parsing its data). Blocks are read in a worker
+thread and gzip segments decompressed as they stream, so memory stays flat whatever the
+range's size.
 
-A `reset` line is kept when the hole it announces (the ids between the events
-around it) overlaps the range; with `after` (deep resume) any hole after the start
-does. (A `reset` line at the very end of a segment that lies wholly before the start
-is not seen.)
+A `reset` line is kept when the hole it announces (between the events around it)
+overlaps the range; with `after` (deep resume) any hole after the start does. (A `reset`
+line at the very end of a segment that lies wholly before the start is not seen.)
 """
 
 from __future__ import annotations
@@ -20,27 +23,44 @@ import datetime
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 
-from .._event import Control, Event, EventId, parse_id
+from .._event import Control, Event
 from .._exceptions import InvalidEventId
+from .._ids import parse_event_id, topic_tag
 from . import _lines
 from ._catalog import ArchiveCatalog, SegmentInfo
+from ._order import EpochOrder, Key, Parts, id_parts
+
+
+class RangeError(ValueError):
+    """A bound the archive cannot place (`status` 404) or bounds in the wrong order (400)."""
+
+    def __init__(self, parameter: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
 class Bound:
-    """One end of a range: an event id or a time (Unix ms). `text` is what the client sent."""
+    """One end of a range: an event id (its epoch and seq) or a time (Unix ms). `text` is what the client sent."""
 
     text: str
-    id: EventId | None = None
+    id: Parts | None = None
     ts: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Bound:
-        """An event id, or an ISO 8601 time or date (UTC unless it names an offset). Raises `ValueError`."""
+    def parse(cls, text: str, topic: str) -> Bound:
+        """An event id of `topic`, or an ISO 8601 time or date (UTC unless it names an offset). Raises `ValueError`."""
         try:
-            return cls(text, id=parse_id(text))
+            ref = parse_event_id(text)
         except InvalidEventId:
-            pass
+            parts = id_parts(text)  # an id of the scheme before 0.2, as archives written then hold
+            if parts is not None:
+                return cls(text, id=parts)
+        else:
+            if ref.tag != topic_tag(topic):
+                raise ValueError(f"{text[:64]!r} is an event id of another topic")
+            return cls(text, id=(ref.epoch, ref.seq, 0))
         try:
             when = datetime.datetime.fromisoformat(text)
         except ValueError:
@@ -63,53 +83,82 @@ class Range:
     end: Bound | None = None
     after: bool = False
 
-    def position(self, event_id: EventId, ts: int) -> int:
+
+class Window:
+    """A `Range` placed in one topic's archive: its id bounds as keys of the archive's `order`.
+
+    Raises `RangeError` if an id bound's epoch is not in the archive, or `from` is after `to`.
+    """
+
+    def __init__(self, rng: Range, order: EpochOrder) -> None:
+        self.order = order
+        self.after = rng.after
+        self.start_key, self.start_ts = self._place("from", rng.start)
+        self.end_key, self.end_ts = self._place("to", rng.end)
+        start, end = rng.start, rng.end
+        if start is not None and end is not None:
+            reversed_ids = self.start_key is not None and self.end_key is not None and self.start_key > self.end_key
+            reversed_ts = self.start_ts is not None and self.end_ts is not None and self.start_ts > self.end_ts
+            if reversed_ids or reversed_ts:
+                raise RangeError("from", f"from ({start.text}) is after to ({end.text})")
+
+    def _place(self, parameter: str, bound: Bound | None) -> tuple[Key | None, int | None]:
+        if bound is None:
+            return None, None
+        if bound.id is None:
+            return None, bound.ts
+        key = self.order.key(bound.id)
+        if key is None:
+            message = f"the event id {bound.text[:64]!r} is not in this topic's archive (not archived, or removed)"
+            raise RangeError(parameter, message, 404)
+        return key, None
+
+    def position(self, key: Key, ts: int) -> int:
         """-1 before the range, 0 inside, 1 after it."""
-        start, end = self.start, self.end
-        if start is not None:
-            if start.id is not None and (event_id < start.id or (self.after and event_id == start.id)):
-                return -1
-            if start.ts is not None and ts < start.ts:
-                return -1
-        if end is not None:
-            if end.id is not None and event_id > end.id:
-                return 1
-            if end.ts is not None and ts >= end.ts:
-                return 1
+        start, end = self.start_key, self.end_key
+        if start is not None and (key < start or (self.after and key == start)):
+            return -1
+        if self.start_ts is not None and ts < self.start_ts:
+            return -1
+        if end is not None and key > end:
+            return 1
+        if self.end_ts is not None and ts >= self.end_ts:
+            return 1
         return 0
 
-    def past_start(self, event_id: EventId, ts: int) -> bool:
+    def past_start(self, key: Key, ts: int) -> bool:
         """Whether an event in the range lies beyond its start: a hole just before it is in the range."""
-        start = self.start
-        if start is None or self.after:
+        if self.after:
             return True
-        return event_id > start.id if start.id is not None else start.ts is None or ts > start.ts
+        if self.start_key is not None:
+            return key > self.start_key
+        return self.start_ts is None or ts > self.start_ts
 
-    def at_end(self, event_id: EventId) -> bool:
+    def at_end(self, key: Key) -> bool:
         """Whether an event is the range's last (its end is this id)."""
-        return self.end is not None and self.end.id == event_id
+        return self.end_key is not None and self.end_key == key
 
     def covers(self, info: SegmentInfo) -> int | None:
         """Where a described segment lies: -1 before, 1 after, 0 wholly inside; None: it straddles an end."""
-        if info.first_id is None or info.last_id is None or info.first_ts is None or info.last_ts is None:
+        first_key, last_key = self.order.key_of(info.first_id), self.order.key_of(info.last_id)
+        if first_key is None or last_key is None or info.first_ts is None or info.last_ts is None:
             return None  # no event in it (only reset lines): read it line by line
-        first_id, last_id = parse_id(info.first_id), parse_id(info.last_id)
-        last = self.position(last_id, info.last_ts)
-        first = self.position(first_id, info.first_ts)
+        last = self.position(last_key, info.last_ts)
+        first = self.position(first_key, info.first_ts)
         if last < 0:
             return -1
         if first > 0:
             return 1
         # Wholly inside, and no reset line at either end can announce a hole outside the range.
-        inside = first == last == 0 and self.past_start(first_id, info.first_ts) and not self.at_end(last_id)
+        inside = first == last == 0 and self.past_start(first_key, info.first_ts) and not self.at_end(last_key)
         return 0 if inside else None
 
 
 class _Filter:
     """Keeps the lines of a stretch of a segment that fall in the range (see the module docstring)."""
 
-    def __init__(self, rng: Range) -> None:
-        self.range = rng
+    def __init__(self, window: Window) -> None:
+        self.range = window
         self.pending: list[bytes] = []
         self.done = False
 
@@ -118,14 +167,17 @@ class _Filter:
         for line in block.splitlines(keepends=True):
             head = _lines.event_head(line)
             if head is not None:
-                event_id, ts = parse_id(head[0]), head[2]
+                key, ts = self.range.order.key_of(head[0]), head[2]
             else:
                 record = _lines.parse_line(line)
                 if record is None or not _lines.is_event(record):
                     self.pending.append(line)  # a reset line: its fate depends on the events around it
                     continue
-                event_id, ts = parse_id(str(record["id"])), int(record["ts"])
-            position = self.range.position(event_id, ts)
+                key, ts = self.range.order.key_of(str(record["id"])), int(record["ts"])
+            if key is None:  # not an id of either scheme (a hand-edited file): kept like a reset line
+                self.pending.append(line)
+                continue
+            position = self.range.position(key, ts)
             if position < 0:
                 self.pending.clear()
                 continue
@@ -134,11 +186,11 @@ class _Filter:
                 self.pending.clear()
                 self.done = True
                 break
-            if self.pending and self.range.past_start(event_id, ts):
+            if self.pending and self.range.past_start(key, ts):
                 out.extend(self.pending)  # a hole that reaches into the range
             self.pending.clear()
             out.append(line)
-            if self.range.at_end(event_id):
+            if self.range.at_end(key):
                 self.done = True  # nothing after the last event of the range belongs to it
                 break
         return b"".join(out)
@@ -158,24 +210,32 @@ async def _segment_blocks(info: SegmentInfo) -> AsyncGenerator[bytes, None]:
         await asyncio.to_thread(f.close)
 
 
-def plan(catalog: ArchiveCatalog, topic: str, rng: Range) -> list[tuple[SegmentInfo, bool]]:
-    """The segments to read, oldest first, each with whether it must be filtered line by line. Blocking."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A range placed in a topic's archive, and the segments to read (oldest first; True: line by line)."""
+
+    window: Window
+    segments: list[tuple[SegmentInfo, bool]]
+
+
+def plan(catalog: ArchiveCatalog, topic: str, rng: Range) -> Plan:
+    """Place `rng` in the topic's archive and choose the segments to read. Blocking; raises `RangeError`."""
+    described = [catalog.describe(info) for info in catalog.segments(topic)]
+    window = Window(rng, catalog.order(described))
     chosen = []
-    for info in catalog.segments(topic):
-        info = catalog.describe(info)
-        where = rng.covers(info)
+    for info in described:
+        where = window.covers(info)
         if where == 1:
             break
         if where != -1:
             chosen.append((info, where is None))
-    return chosen
+    return Plan(window, chosen)
 
 
-async def export_blocks(catalog: ArchiveCatalog, topic: str, rng: Range) -> AsyncGenerator[bytes, None]:
-    """The range's lines as blocks of whole NDJSON lines, oldest first."""
-    segments = await asyncio.to_thread(plan, catalog, topic, rng)
-    line_filter = _Filter(rng)
-    for info, filtered in segments:
+async def stream_plan(planned: Plan) -> AsyncGenerator[bytes, None]:
+    """The planned range's lines as blocks of whole NDJSON lines, oldest first."""
+    line_filter = _Filter(planned.window)
+    for info, filtered in planned.segments:
         # aclosing: a consumer that stops early (deep resume at the history's seam) closes the file now.
         async with contextlib.aclosing(_segment_blocks(info)) as blocks:
             async for block in blocks:
@@ -190,6 +250,14 @@ async def export_blocks(catalog: ArchiveCatalog, topic: str, rng: Range) -> Asyn
     tail = line_filter.finish()
     if tail:
         yield tail
+
+
+async def export_blocks(catalog: ArchiveCatalog, topic: str, rng: Range) -> AsyncGenerator[bytes, None]:
+    """The range's lines as blocks of whole NDJSON lines, oldest first. Raises `RangeError` before the first."""
+    planned = await asyncio.to_thread(plan, catalog, topic, rng)
+    async with contextlib.aclosing(stream_plan(planned)) as blocks:
+        async for block in blocks:
+            yield block
 
 
 def items_of(topic: str, block: bytes) -> list[Event | Control]:

@@ -141,6 +141,20 @@ def scan(path: Path, end: int | None = None) -> SegmentMeta:
     return SegmentMeta(str(first["id"]), str(last["id"]), int(first["ts"]), int(last["ts"]))
 
 
+def event_ids(path: Path, end: int | None = None) -> Iterator[str]:
+    """The ids of a segment's events, oldest first (up to `end` for a plain file being written)."""
+    with open_segment(path) as f:
+        for block in read_blocks(f, None if path.name.endswith(".gz") else end):
+            for line in block.splitlines():
+                head = event_head(line)
+                if head is not None:
+                    yield head[0]
+                    continue
+                record = parse_line(line)
+                if record is not None and is_event(record):
+                    yield str(record["id"])
+
+
 def repair(path: Path) -> int:
     """Cut what a crash left after the last whole line (and damaged lines before it); return the bytes cut.
 

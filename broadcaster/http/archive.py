@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .._topics import validate_topic
-from ..archive import ArchiveCatalog, Bound, Range, ServerArchive, export_blocks
+from ..archive import ArchiveCatalog, Bound, Range, RangeError, ServerArchive, plan, stream_plan
 from .errors import ClientError
 from .files import segment_response
 
@@ -87,11 +87,11 @@ async def list_segments(
     return JSONResponse({"topic": topic, "segments": items, "next": next_url})
 
 
-def _bound(name: str, value: str | None) -> Bound | None:
+def _bound(name: str, value: str | None, topic: str) -> Bound | None:
     if value is None or value == "":
         return None
     try:
-        return Bound.parse(value)
+        return Bound.parse(value, topic)
     except ValueError as exc:
         raise ClientError(400, "invalid_parameter", f"{name}: {exc}") from None
 
@@ -113,19 +113,18 @@ async def export(
 ) -> Response:
     """One NDJSON download of the events from `from` to `to`, across segments, decompressed as it streams."""
     catalog = check_read(request, topic)
-    rng = Range(_bound("from", start), _bound("to", end))
-    if rng.start is not None and rng.end is not None:
-        (a, b) = (rng.start, rng.end)
-        if (a.id is not None and b.id is not None and a.id > b.id) or (
-            a.ts is not None and b.ts is not None and a.ts > b.ts
-        ):
-            raise ClientError(400, "invalid_parameter", f"from ({a.text}) is after to ({b.text})")
+    rng = Range(_bound("from", start, topic), _bound("to", end, topic))
     if topic not in await anyio.to_thread.run_sync(catalog.topics):
         raise _not_archived(topic)
+    try:
+        planned = await anyio.to_thread.run_sync(plan, catalog, topic, rng)
+    except RangeError as exc:
+        code = "invalid_parameter" if exc.status == 400 else "id_not_archived"
+        raise ClientError(exc.status, code, str(exc)) from None
 
     filename = f"{topic}_{_label(rng.start, 'start')}_{_label(rng.end, 'end')}.ndjson"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"}
-    return StreamingResponse(export_blocks(catalog, topic, rng), media_type="application/x-ndjson", headers=headers)
+    return StreamingResponse(stream_plan(planned), media_type="application/x-ndjson", headers=headers)
 
 
 @router.head("/topics/{topic}/archive/{segment}", include_in_schema=False)

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from broadcaster import Event
+from broadcaster import Event, format_id
 from broadcaster.archive._layout import segment_files
 from broadcaster.http.encoders import NDJSONEncoder
 
@@ -16,14 +16,23 @@ from broadcaster.http.encoders import NDJSONEncoder
 NDJSON_LINES = NDJSONEncoder().download
 
 BASE_MS = 1_736_848_800_000  # 2025-01-14T10:00:00Z
+#: The epoch of the events these helpers make (any 8 hex digits: epochs are names, not numbers).
+EPOCH = "5eed0001"
 
 
-def make_events(topic: str, count: int, *, start: int = 1, ts: int = BASE_MS, step_ms: int = 0) -> list[Event]:
-    """`count` events of `topic` with ids `<ts>-<n>` (n from `start`), data `{"n": n}`."""
+def event_id(topic: str, n: int, epoch: str = EPOCH) -> str:
+    """The id of the `n`th event of `topic` in `epoch`: `<tag>.<epoch>.<n>`."""
+    return format_id(topic, epoch, n)
+
+
+def make_events(
+    topic: str, count: int, *, start: int = 1, ts: int = BASE_MS, step_ms: int = 0, epoch: str = EPOCH
+) -> list[Event]:
+    """`count` events of `topic` with seqs n from `start` in `epoch`, data `{"n": n}`."""
     events = []
     for n in range(start, start + count):
         at = ts + (n - start) * step_ms
-        events.append(Event(topic, f"{at}-{n}", "message", orjson.dumps({"n": n}), at))
+        events.append(Event(topic, event_id(topic, n, epoch), "message", orjson.dumps({"n": n}), at))
     return events
 
 

@@ -7,7 +7,7 @@ import orjson
 import pytest
 from httpx_sse import connect_sse
 
-from broadcaster import Control, Event, Hub
+from broadcaster import Control, Event, Hub, parse_cursor
 from broadcaster.archive import ArchiveCatalog, ArchiveOptions, Archiver, DeepReplay
 from broadcaster.archive._writer import ArchiveWriter
 
@@ -95,7 +95,7 @@ async def _archive(hub: Hub, root, numbers: range) -> list[Event]:
 
 
 async def _replay(hub: Hub, root, after: str) -> tuple[list[int | str], DeepReplay]:
-    replay = DeepReplay(hub, ArchiveCatalog(root), [TOPIC], after=Event(TOPIC, after, "message", b"0").seq)
+    replay = DeepReplay(hub, ArchiveCatalog(root), [TOPIC], after=parse_cursor(after))
     await replay.prepare()
     items: list[int | str] = []
     async for page in replay.pages():
@@ -159,7 +159,7 @@ async def test_deep_resume_of_a_pattern_stream_is_the_plain_replay(make_settings
         async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions(), render=NDJSON_LINES) as archiver:
             events = await _archive(hub, tmp_path, range(1, 21))
             await eventually(lambda: archiver.written == 20)
-        replay = DeepReplay(hub, ArchiveCatalog(tmp_path), ["deep.*"], after=events[2].seq)
+        replay = DeepReplay(hub, ArchiveCatalog(tmp_path), ["deep.*"], after=parse_cursor(events[2].id))
         await replay.prepare()
         pages = [item async for page in replay.pages() for item in page]
     assert isinstance(pages[0], Control) and pages[0].kind == "reset"

@@ -19,7 +19,7 @@ from broadcaster.archive import ArchiveOptions
 from broadcaster.archive._writer import ArchiveWriter
 
 from ..support.servers import ProcessServer
-from .support import BASE_MS, NDJSON_LINES
+from .support import BASE_MS, NDJSON_LINES, event_id
 
 pytestmark = [pytest.mark.e2e]
 CLIENTS = 10
@@ -31,7 +31,7 @@ def _segment(root) -> tuple[str, int]:
     writer.open()
     pad = b'"' + b"x" * 1000 + b'"'
     for block in range(64):
-        events = [Event(TOPIC, f"{BASE_MS}-{block * 1000 + i}", "message", pad, BASE_MS) for i in range(1000)]
+        events = [Event(TOPIC, event_id(TOPIC, block * 1000 + i + 1), "message", pad, BASE_MS) for i in range(1000)]
         writer.write(TOPIC, events)
     writer.close()
     path = next((root / TOPIC).glob("*.ndjson"))

@@ -14,7 +14,7 @@ from broadcaster.archive import ArchiveCatalog, ArchiveOptions, Bound, Range, ex
 from broadcaster.archive._writer import ArchiveWriter
 
 from .conftest import TOPIC
-from .support import BASE_MS, NDJSON_LINES, make_events
+from .support import BASE_MS, NDJSON_LINES, event_id, make_events
 
 URL = f"/topics/{TOPIC}/archive/export"
 
@@ -63,7 +63,7 @@ async def test_export_by_times_includes_from_and_excludes_to(archive_client, bui
         ({"from": "yesterday"}, "from"),
         ({"to": "12-"}, "to"),
         ({"from": "2025-13-01"}, "from"),
-        ({"from": "1736848800000-5", "to": "1736848800000-2"}, "from"),
+        ({"from": event_id(TOPIC, 5), "to": event_id(TOPIC, 2)}, "from"),
         ({"from": "2025-01-15", "to": "2025-01-14"}, "from"),
     ],
     ids=["from-word", "to-broken-id", "from-bad-month", "ids-reversed", "times-reversed"],
@@ -92,7 +92,7 @@ async def test_export_keeps_the_reset_lines_whose_hole_overlaps_the_range(tmp_pa
     catalog = ArchiveCatalog(tmp_path)
 
     async def lines(start: Event, end: Event) -> list[str]:
-        rng = Range(Bound.parse(start.id), Bound.parse(end.id))
+        rng = Range(Bound.parse(start.id, TOPIC), Bound.parse(end.id, TOPIC))
         body = b"".join([block async for block in export_blocks(catalog, TOPIC, rng)])
         return [str(r.get("control") or r["data"]["n"]) for r in map(orjson.loads, body.splitlines())]
 
@@ -100,7 +100,7 @@ async def test_export_keeps_the_reset_lines_whose_hole_overlaps_the_range(tmp_pa
     assert await lines(events[2], events[3]) == ["3", "4"]
     assert await lines(events[3], events[4]) == ["4", "reset", "5"]
     assert await lines(events[0], events[5]) == ["1", "2", "reset", "3", "4", "reset", "5", "6"]
-    after = Range(Bound.parse(events[1].id), None, after=True)  # deep resume after event 2: the hole after it
+    after = Range(Bound.parse(events[1].id, TOPIC), None, after=True)  # deep resume after event 2: the hole after it
     body = b"".join([block async for block in export_blocks(catalog, TOPIC, after)])
     assert [r.get("control") or r["data"]["n"] for r in map(orjson.loads, body.splitlines())] == [
         "reset",
@@ -118,7 +118,7 @@ async def test_export_across_30_segments_streams_the_exact_events_with_flat_memo
     writer.open()
     pad = "x" * 900
     events = [
-        Event(TOPIC, f"{BASE_MS + n}-{n}", "message", orjson.dumps({"n": n, "pad": pad}), BASE_MS + n)
+        Event(TOPIC, event_id(TOPIC, n), "message", orjson.dumps({"n": n, "pad": pad}), BASE_MS + n)
         for n in range(1, 6601)
     ]
     closed = []
@@ -131,7 +131,7 @@ async def test_export_across_30_segments_streams_the_exact_events_with_flat_memo
     segments = catalog.segments(TOPIC)
     assert len(segments) >= 30 and sum(s.gzip for s in segments) >= 10
     total = len(NDJSON_LINES(events))
-    rng = Range(Bound.parse(events[99].id), Bound.parse(events[6499].id))
+    rng = Range(Bound.parse(events[99].id, TOPIC), Bound.parse(events[6499].id, TOPIC))
 
     gc.collect()
     tracemalloc.start()

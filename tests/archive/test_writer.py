@@ -15,7 +15,7 @@ from broadcaster.archive._layout import INDEX_NAME, segment_files
 from broadcaster.archive._writer import ArchiveWriter
 
 from ..support.waiting import eventually_sync
-from .support import BASE_MS, NDJSON_LINES, event_numbers, make_events, read_topic
+from .support import BASE_MS, NDJSON_LINES, event_id, event_numbers, make_events, read_topic
 
 
 def _writer(root, **options) -> ArchiveWriter:
@@ -65,7 +65,7 @@ def test_writer_tick_closes_a_segment_whose_time_is_over(tmp_path):
     assert writer.tick(BASE_MS + 59_999) == []
     writer.tick(BASE_MS + 60_000)
     (segment,) = catalog.segments("t")
-    assert not segment.open and segment.last_id == f"{BASE_MS}-2"
+    assert not segment.open and segment.last_id == event_id("t", 2)
     writer.write("t", make_events("t", 1, start=3, ts=BASE_MS + 61_000))
     assert [s.open for s in catalog.segments("t")] == [False, True]
     writer.close()
@@ -77,13 +77,13 @@ def test_writer_open_cuts_an_unfinished_line_and_continues_the_segment(tmp_path)
     # A kill -9 in the middle of a write: the process dies holding the file open, half a line written.
     (path,) = segment_files(tmp_path / "t").values()
     with open(path, "ab") as f:
-        f.write(b'{"id":"1736848800000-4","topic":"t","ty')
+        f.write(b'{"id":"%s","topic":"t","ty' % event_id("t", 4).encode())
     os.close(writer._lock_fd)  # the dead process's lock goes with it
 
     again = ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES)
     previous = again.open()
-    assert again.cut_bytes == len(b'{"id":"1736848800000-4","topic":"t","ty')
-    assert previous.last_ids == {"t": f"{BASE_MS}-3"}
+    assert again.cut_bytes == len(b'{"id":"%s","topic":"t","ty' % event_id("t", 4).encode())
+    assert previous.last_ids == {"t": event_id("t", 3)}
     assert previous.clean is False
     again.write("t", make_events("t", 2, start=4))
     again.close()
@@ -99,7 +99,7 @@ def test_writer_open_cuts_garbage_a_power_loss_left(tmp_path):
         f.write(b"\0" * 50 + b"\n" + b"\0" * 10)  # zero-filled blocks of a file extended but never written
     os.close(writer._lock_fd)
     again = ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES)
-    assert again.open().last_ids == {"t": f"{BASE_MS}-2"}
+    assert again.open().last_ids == {"t": event_id("t", 2)}
     again.close()
     assert event_numbers(read_topic(tmp_path, "t")) == [1, 2]
 
@@ -174,7 +174,7 @@ def test_writer_reset_marker_takes_the_time_of_the_event_it_precedes_and_is_no_e
     assert lines[0]["ts"] == BASE_MS and "data" not in lines[0]
     assert lines[2]["ts"] > BASE_MS + 3_600_000
     first, second = ArchiveCatalog(tmp_path).segments("t")
-    assert first.first_id == f"{BASE_MS}-1"  # the marker is not counted as the first event
+    assert first.first_id == event_id("t", 1)  # the marker is not counted as the first event
     assert second.first_id is None and not second.open  # close() closed it
 
 
