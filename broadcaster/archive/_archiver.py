@@ -124,6 +124,8 @@ class Archiver:
         self._written_upto = 0
         #: Topics caught up from the history since the subscription (or its last gap).
         self._caught: set[str] = set()
+        #: Caught-up topics whose newest archived event is of the epoch the history was in at the catch-up.
+        self._synced: set[str] = set()
         #: When to catch up the topics that had no live event (None: all are caught up).
         self._scan_at: float | None = None
         #: Topics whose first catch-up must check what the previous run may have lost.
@@ -300,6 +302,11 @@ class Archiver:
             except StopAsyncIteration:
                 break
         self._caught.add(topic)
+        newest = self.last.get(topic)
+        if page.epoch is not None and (newest is None or newest[0] == page.epoch):
+            self._synced.add(topic)
+        else:
+            self._synced.discard(topic)
 
     def _reset(self, topic: str, reason: str) -> Control:
         newest = self._last_text.get(topic)
@@ -367,7 +374,15 @@ class Archiver:
         for index, item in enumerate(items):
             if type(item) is Event:
                 topic = item.topic
-                new = self._is_new(item, newest.get(topic) or self.last.get(topic))
+                previous = newest.get(topic) or self.last.get(topic)
+                new = self._is_new(item, previous)
+                if new is None and item.seq == 1 and topic in self._caught and topic in self._synced:
+                    # A new epoch began while the subscription ran without a gap since the history was
+                    # read in the previous one: all of that one came live (a topic idle past the meta's
+                    # expiry, a flushed Redis that was not restarted). Nothing was lost, no `reset`.
+                    assert previous is not None
+                    self._left.setdefault(topic, set()).add(previous[0])
+                    new = True
                 if topic not in self._caught or new is None:
                     # Not caught up yet, or a hole or another epoch ahead of it: the history first.
                     await flush(index)
