@@ -150,12 +150,12 @@ async def open_stream(
     replay: Replay | DeepReplay | None = None
     opening = None
     try:
-        if request.after is not None and archive is not None:
-            replay = DeepReplay(hub, archive.catalog, request.selectors, after=request.after)
-            await replay.prepare()
-        elif request.after is not None or request.tail is not None:
+        if request.after is not None or request.tail is not None:
             tail = None if request.after is not None else request.tail
-            replay = Replay(hub, request.selectors, after=request.after, tail=tail)
+            if request.after is not None and archive is not None:
+                replay = DeepReplay(hub, archive.catalog, request.selectors, after=request.after)
+            else:
+                replay = Replay(hub, request.selectors, after=request.after, tail=tail)
             try:
                 await replay.prepare()
             except BackendUnavailable:

@@ -164,3 +164,29 @@ async def test_deep_resume_of_a_pattern_stream_is_the_plain_replay(make_settings
         pages = [item async for page in replay.pages() for item in page]
     assert isinstance(pages[0], Control) and pages[0].kind == "reset"
     assert [orjson.loads(e.data)["n"] for e in pages[1:]] == list(range(16, 21))
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+async def test_deep_resume_opened_during_a_redis_outage_waits_then_replays_from_the_archive(
+    make_settings, redis_server_factory, tmp_path
+):
+    """A stream never answers a non-200 for a transient backend fault, deep resume included."""
+    redis = redis_server_factory("--appendonly", "yes", "--appendfsync", "always")  # its data survives a kill
+    settings = make_settings(redis_url=redis.url, history_size=5, archive_dir=str(tmp_path))
+    async with Hub(settings=settings) as hub:  # the deployment's archiver, a process of its own
+        async with Archiver(hub, tmp_path, [TOPIC], ArchiveOptions(), render=NDJSON_LINES) as archiver:
+            events = await _archive(hub, tmp_path, range(1, 21))  # 1..15 scroll out of the history
+            await eventually(lambda: archiver.written == 20)
+    with thread_server(settings) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            redis.stop()
+            params = {"format": "ndjson", "last_event_id": events[2].id, "max_events": 17}
+            async with client.stream("GET", f"/topics/{TOPIC}/events", params=params) as response:
+                assert response.status_code == 200  # answered while Redis is down
+                redis.start()  # with its data: the same history, the same epoch
+                lines = [orjson.loads(line) async for line in response.aiter_lines()]
+    numbers = [line["data"]["n"] for line in lines if "control" not in line]
+    controls = [line for line in lines if line.get("control") not in (None, "heartbeat")]
+    assert numbers == list(range(4, 21))
+    assert controls == []  # max_events used up by the replay: no `live`, and no `reset`
