@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from broadcaster import Event, format_id
+from broadcaster import Event, Hub, format_id, parse_cursor
+from broadcaster.archive import ArchiveCatalog, DeepReplay
 from broadcaster.archive._layout import segment_files
 from broadcaster.http.encoders import NDJSONEncoder
 
@@ -44,6 +45,16 @@ def read_topic(root: Path, topic: str) -> list[dict[str, Any]]:
         assert raw == b"" or raw.endswith(b"\n"), f"{path.name} ends in an unfinished line"
         records.extend(orjson.loads(line) for line in raw.splitlines())
     return records
+
+
+async def deep_items(hub: Hub, root: Path, topic: str, after: str) -> tuple[list[int | str], DeepReplay]:
+    """A deep replay of `topic` after the resume point `after`: each event's `n`, or a control's kind."""
+    replay = DeepReplay(hub, ArchiveCatalog(root), [topic], after=parse_cursor(after))
+    await replay.prepare()
+    items: list[int | str] = []
+    async for page in replay.pages():
+        items += [orjson.loads(i.data)["n"] if isinstance(i, Event) else i.kind for i in page]
+    return items, replay
 
 
 def event_numbers(records: list[dict[str, Any]]) -> list[int]:

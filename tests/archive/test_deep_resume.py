@@ -13,7 +13,7 @@ from broadcaster.archive._writer import ArchiveWriter
 
 from ..support.servers import thread_server
 from ..support.waiting import eventually, eventually_sync
-from .support import NDJSON_LINES
+from .support import NDJSON_LINES, deep_items
 
 TOPIC = "deep.sensor"
 
@@ -95,12 +95,7 @@ async def _archive(hub: Hub, root, numbers: range) -> list[Event]:
 
 
 async def _replay(hub: Hub, root, after: str) -> tuple[list[int | str], DeepReplay]:
-    replay = DeepReplay(hub, ArchiveCatalog(root), [TOPIC], after=parse_cursor(after))
-    await replay.prepare()
-    items: list[int | str] = []
-    async for page in replay.pages():
-        items += [orjson.loads(i.data)["n"] if isinstance(i, Event) else i.kind for i in page]
-    return items, replay
+    return await deep_items(hub, root, TOPIC, after)
 
 
 async def test_deep_resume_after_the_history_expired_whole(make_settings, tmp_path):

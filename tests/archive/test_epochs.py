@@ -13,13 +13,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broadcaster import BackendUnavailable, Control, Event, Hub, parse_cursor, parse_event_id
-from broadcaster.archive import ArchiveCatalog, ArchiveOptions, Archiver, DeepReplay
+from broadcaster import BackendUnavailable, Control, Event, Hub, parse_event_id
+from broadcaster.archive import ArchiveOptions, Archiver, DeepReplay
 from broadcaster.archive._layout import STATE_NAME
 from broadcaster.archive._writer import ArchiveWriter, now_ms
 
 from ..support.waiting import eventually
-from .support import BASE_MS, NDJSON_LINES, event_id, make_events, read_topic
+from .support import BASE_MS, NDJSON_LINES, deep_items, event_id, make_events, read_topic
 
 TOPIC = "ep.sensor"
 
@@ -209,12 +209,7 @@ async def test_export_of_an_id_it_cannot_place_names_the_parameter(
 
 
 async def _deep(hub: Hub, root: Path, after: str) -> tuple[list[int | str], DeepReplay]:
-    replay = DeepReplay(hub, ArchiveCatalog(root), [TOPIC], after=parse_cursor(after))
-    await replay.prepare()
-    items: list[int | str] = []
-    async for page in replay.pages():
-        items += [orjson.loads(i.data)["n"] if isinstance(i, Event) else i.kind for i in page]
-    return items, replay
+    return await deep_items(hub, root, TOPIC, after)
 
 
 async def _before_a_restart(make_settings, root: Path, *, clean: bool) -> list[Event]:
