@@ -12,23 +12,16 @@ How it keeps "exactly once, in order" across restarts, outages and slow disks:
    everything after it, in order), so history and live meet exactly there, even while
    events are still on their way from the backend to the subscription. A topic that
    stays quiet for a second catches up from the whole history.
-3. Then it follows the live subscription. Ids are `<tag>.<epoch>.<seq>` with seqs
-   gapless within an epoch, so each live event is checked against the newest written:
-   same epoch and seq up to it, a duplicate (dropped); the next seq, written; a later
-   seq (a hole) or another epoch (the history was lost or replaced), the topic catches
-   up again before it. An event of an epoch the archive already left (late from the
-   old history) is dropped: the `reset` line written when the epoch changed covers it.
+3. Then it follows the live subscription, each event judged against the newest one
+   written of its topic (`_standing`): a duplicate is dropped, the next seq written, a
+   hole or another epoch sends the topic back to the history first.
 4. The subscription drops rather than disconnects when the disk is slower than the
    publishers (`drop-newest`); the `gap` it gets, like a backend's own `gap` or `reset`
    after an outage, sends every topic back to step 2. Events are lost only if the
    history no longer holds them, and then a `reset` line in the topic's segment says so.
 
-A `reset` line is written when the history cannot cover what the archiver missed:
-the history was trimmed past the newest archived event, the topic's history was lost
-or replaced (another epoch: Redis restarted empty or was replaced), the archiver was
-stopped longer than the history's ttl, or the history does not survive a restart (the
-memory backend) and the previous run did not stop cleanly. (A memory-backend server
-that stopped cleanly starts new epochs with nothing lost: no `reset`.) Within a topic's
+A `reset` line is written when the history cannot cover what the archiver missed
+(`_standing.previous_loss`, `epoch_loss`, and a trimmed history). Within a topic's
 files, each epoch is one run of lines, in the order they happened (`_order`).
 
 File I/O runs in a worker thread (`asyncio.to_thread`), one call at a time, never
@@ -48,14 +41,13 @@ from typing import Self
 from .._event import Control, Event
 from .._exceptions import BackendError, HubClosed
 from .._hub import Hub
-from .._ids import Position
 from .._subscription import Subscription
 from .._topics import matches_any
 from .._types import OverflowPolicy
 from ._layout import archived_topics
 from ._options import ArchiveOptions
-from ._order import LEGACY, id_parts
-from ._writer import ArchiveWriter, Previous, RenderLines, now_ms
+from ._standing import NO_EPOCH, TRIMMED, Standing, epoch_loss, position, previous_loss
+from ._writer import ArchiveWriter, Previous, RenderLines
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +56,6 @@ TICK_S = 1.0
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 5.0
 STOP_TIMEOUT_S = 10.0
-
-_TRIMMED = "the history was trimmed past the newest archived event"
-_LOST = "the topic's history was lost or replaced (another epoch) after the newest archived event"
-_LEGACY = "the newest archived event has an id of an older server version: the history cannot be matched"
-
-
-def _position(event_id: str) -> Position:
-    """The (epoch, seq) of an archived id; an id before 0.2 matches no epoch of a current history."""
-    parts = id_parts(event_id)
-    return ("", 0) if parts is None or parts[0] == LEGACY else (parts[0], parts[1])
 
 
 class Archiver:
@@ -103,11 +85,9 @@ class Archiver:
         self.options = options
         self.history_survives_restart = history_survives_restart
         self.writer = ArchiveWriter(root, options, render)
-        #: Per topic: the (epoch, seq) of the newest event written (the seam between history and live).
-        self.last: dict[str, Position] = {}
-        #: Per topic: epochs the archive moved on from in this run (their late live events are dropped).
-        self._left: dict[str, set[str]] = {}
-        self._last_text: dict[str, str] = {}
+        #: Per topic: the newest event written (the seam between history and live), epochs left.
+        self.standing = Standing()
+        self.last = self.standing.last
         #: Events written, resets written, catch-up passes: for logs, metrics and tests.
         self.written = 0
         self.resets = 0
@@ -124,8 +104,6 @@ class Archiver:
         self._written_upto = 0
         #: Topics caught up from the history since the subscription (or its last gap).
         self._caught: set[str] = set()
-        #: Caught-up topics whose newest archived event is of the epoch the history was in at the catch-up.
-        self._synced: set[str] = set()
         #: When to catch up the topics that had no live event (None: all are caught up).
         self._scan_at: float | None = None
         #: Topics whose first catch-up must check what the previous run may have lost.
@@ -142,7 +120,7 @@ class Archiver:
         """Repair the directory, subscribe live, and start following. Raises `ConfigError` (directory in use)."""
         previous = self._previous = await asyncio.to_thread(self.writer.open)
         for topic, newest in previous.last_ids.items():
-            self._set_last(topic, newest)
+            self.standing.written(topic, newest)
         self._check_previous = set(previous.last_ids)
         for path in self.writer.uncompressed():
             self._to_compress.put_nowait(path)
@@ -230,51 +208,33 @@ class Archiver:
             topics.update(info.topic for info in await self.hub.retained_topics(pattern))
         return sorted(topics)
 
-    def _previous_loss(self, topic: str) -> str | None:
-        """Why events after the previous run's last one may be missing from the history, if they may."""
-        previous = self._previous
-        if previous is None or self.last.get(topic) is None:
-            return None  # nothing archived yet: the history is all there is
-        if not previous.clean and not self.history_survives_restart:
-            return "the previous archiver stopped without flushing, and the history did not survive the restart"
-        ttl_ms = int(self.hub.settings.history_ttl_s * 1000)
-        if previous.live_ms is None or now_ms() - previous.live_ms > ttl_ms:
-            return "the archiver was stopped for longer than the history's ttl"
-        return None
-
-    def _epoch_loss(self, topic: str, checking_previous: bool) -> str | None:
-        """Why the events after the newest archived one may be lost, now that the topic's epoch changed."""
-        previous = self._previous
-        if checking_previous and previous is not None and previous.clean and not self.history_survives_restart:
-            return None  # the history died with a process whose archiver had written all of it
-        if self.last.get(topic, ("", 0))[0] == "":
-            return _LEGACY
-        return _LOST
-
     async def _catch_up(self, topic: str, before: Event | None) -> None:
         """Write the retained history after the newest archived event (and before the live event `before`)."""
         self.catch_ups += 1
         checking_previous = topic in self._check_previous
-        loss = self._previous_loss(topic) if checking_previous else None
         self._check_previous.discard(topic)
         last = self.last.get(topic)
+        previous = self._previous if checking_previous else None
+        survives = self.history_survives_restart
+        ttl_ms = int(self.hub.settings.history_ttl_s * 1000)
+        loss = None if previous is None or last is None else previous_loss(previous, survives, ttl_ms)
         pages = self.hub.history_pages(topic, after=None if last is None else last[1], page_size=PAGE_SIZE)
         # Stopping early at `before` leaves the page iterator unfinished: it holds nothing but its position.
         page = await anext(pages)
         moved: str | None = None  # the epoch the topic moved to (set once the `reset` is written)
         if last is not None and page.epoch is not None and page.epoch != last[0]:
             # Another history: what it holds is all new to the archive, from its oldest event.
-            loss = loss or self._epoch_loss(topic, checking_previous)
+            loss = loss or epoch_loss(previous, survives, last)
             moved = page.epoch
             pages = self.hub.history_pages(topic, page_size=PAGE_SIZE)
             page = await anext(pages)
         elif last is not None and page.epoch == last[0]:
             first = page.events[0].seq if page.events else page.last + 1
             if last[1] < page.last and first != last[1] + 1:
-                loss = loss or _TRIMMED
+                loss = loss or TRIMMED
         elif last is not None and page.epoch is None and before is not None and before.epoch != last[0]:
             # The backend forgot the topic, yet an event of another epoch arrived: that epoch begins here.
-            loss = loss or self._epoch_loss(topic, checking_previous)
+            loss = loss or epoch_loss(previous, survives, last)
             moved = before.epoch
         cut = before.seq if before is not None and before.epoch == page.epoch else None
         while True:
@@ -291,9 +251,7 @@ class Archiver:
             if items:
                 await self._write(topic, items)
             if moved is not None and last is not None:
-                self._left.setdefault(topic, set()).add(last[0])
-                if self.last.get(topic, ("", 0))[0] != moved:
-                    self.last[topic] = (moved, 0)  # nothing of it written yet: it starts at its first event
+                self.standing.move(topic, moved, last[0])  # once its `reset` is written
                 moved = None
             if done:
                 break
@@ -302,14 +260,10 @@ class Archiver:
             except StopAsyncIteration:
                 break
         self._caught.add(topic)
-        newest = self.last.get(topic)
-        if page.epoch is not None and (newest is None or newest[0] == page.epoch):
-            self._synced.add(topic)
-        else:
-            self._synced.discard(topic)
+        self.standing.caught_up(topic, page.epoch)
 
     def _reset(self, topic: str, reason: str) -> Control:
-        newest = self._last_text.get(topic)
+        newest = self.standing.last_id.get(topic)
         logger.warning("archive reset on %s after %s: %s", topic, newest, reason)
         self.resets += 1
         return Control("reset", {"reason": reason, "last_event_id": newest, "topics": [topic]})
@@ -349,19 +303,11 @@ class Archiver:
             if sub.ended:
                 return True
 
-    def _is_new(self, event: Event, newest: Position | None) -> bool | None:
-        """Whether to write a live event after `newest`: True, False (a duplicate or late), None (catch up first)."""
-        if newest is None:
-            return True
-        epoch, seq = newest
-        if event.epoch == epoch:
-            return None if event.seq > seq + 1 else event.seq > seq
-        return False if event.epoch in self._left.get(event.topic, ()) else None
-
     async def _write_live(self, items: list[Event | Control]) -> None:
         """Write live items in order: per topic in one batch, a topic's catch-up before its first event."""
         batch: dict[str, list[Event | Control]] = {}
-        newest: dict[str, Position] = {}
+        newest: dict[str, tuple[str, int]] = {}
+        standing = self.standing
         self._written_upto = 0
 
         async def flush(upto: int) -> None:
@@ -375,14 +321,9 @@ class Archiver:
             if type(item) is Event:
                 topic = item.topic
                 previous = newest.get(topic) or self.last.get(topic)
-                new = self._is_new(item, previous)
-                if new is None and item.seq == 1 and topic in self._caught and topic in self._synced:
-                    # A new epoch began while the subscription ran without a gap since the history was
-                    # read in the previous one: all of that one came live (a topic idle past the meta's
-                    # expiry, a flushed Redis that was not restarted). Nothing was lost, no `reset`.
-                    assert previous is not None
-                    self._left.setdefault(topic, set()).add(previous[0])
-                    new = True
+                new = standing.verdict(item, previous)
+                if new is None and standing.begins_epoch(item, previous, topic in self._caught):
+                    new = True  # a new epoch, and nothing of the old one was lost: no `reset`
                 if topic not in self._caught or new is None:
                     # Not caught up yet, or a hole or another epoch ahead of it: the history first.
                     await flush(index)
@@ -393,8 +334,8 @@ class Archiver:
                 if new:
                     newest[topic] = (item.epoch, item.seq)
                     batch.setdefault(topic, []).append(item)
-                elif item.epoch != (newest.get(topic) or self.last.get(topic) or ("", 0))[0]:
-                    self._left.setdefault(topic, set()).add(item.epoch)
+                elif item.epoch != (newest.get(topic) or self.last.get(topic) or NO_EPOCH)[0]:
+                    standing.left.setdefault(topic, set()).add(item.epoch)
                     logger.info("archiver: dropped %s, of a history %s has moved on from", item.id, topic)
             elif isinstance(item, Control) and item.kind in ("gap", "reset"):
                 # Events were dropped or lost here: write what came before, then every topic catches up
@@ -412,24 +353,16 @@ class Archiver:
             # The files were repaired to whole lines: what they hold of this batch counts as written.
             newest = await asyncio.to_thread(self.writer.newest_id, topic)
             if newest is not None:
-                epoch, seq = _position(newest)
+                epoch, seq = position(newest)
                 self.written += sum(1 for i in items if type(i) is Event and i.epoch == epoch and i.seq <= seq)
-            self._set_last(topic, newest)
+            self.standing.written(topic, newest)
             raise
         events = [i for i in items if type(i) is Event]
         self.written += len(events)
         if events:
-            self._set_last(topic, events[-1].id)
+            self.standing.written(topic, events[-1].id)
         for path in closed:
             self._to_compress.put_nowait(path)
-
-    def _set_last(self, topic: str, event_id: str | None) -> None:
-        if event_id is None:
-            self.last.pop(topic, None)
-            self._last_text.pop(topic, None)
-        else:
-            self.last[topic] = _position(event_id)
-            self._last_text[topic] = event_id
 
     async def _compress_loop(self) -> None:
         while True:
