@@ -256,3 +256,29 @@ async def test_deep_resume_from_an_epoch_the_archive_does_not_hold_is_the_plain_
         await _publish(hub, range(11, 19))
         items, replay = await _deep(hub, tmp_path, event_id(TOPIC, 3, "0badbeef"))
     assert items == ["reset", *range(14, 19)] and replay.live().fields == {"replayed": 5}
+
+
+# -- an archive written before 0.2 -------------------------------------------------------
+
+
+async def test_an_archive_of_older_ids_is_continued_after_a_reset_and_exported_as_its_oldest_run(
+    hub, tmp_path, client_factory, make_settings
+):
+    writer = ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES)  # as 0.1 wrote it: ids <ms>-<n>
+    writer.open()
+    writer.write(TOPIC, [Event(TOPIC, f"{BASE_MS + n}-{n}", "message", b'{"n":%d}' % n, BASE_MS + n) for n in (1, 2)])
+    writer.close()
+    async with _archiver(hub, tmp_path) as archiver:
+        new = await _publish(hub, range(3, 5))
+        await eventually(lambda: archiver.written == 2)
+    lines = read_topic(tmp_path, TOPIC)
+    assert [line.get("control") for line in lines] == [None, None, "reset", None, None]
+    assert "older server version" in lines[2]["reason"] and lines[2]["last_event_id"] == f"{BASE_MS + 2}-2"
+    async with _client(client_factory, make_settings, tmp_path) as client:
+        url = f"/topics/{TOPIC}/archive/export"
+        from_old = await client.get(url, params={"from": f"{BASE_MS + 2}-2", "to": new[0].id})
+        to_old = await client.get(url, params={"to": f"{BASE_MS + 1}-1"})
+    numbers = [orjson.loads(line)["data"]["n"] for line in from_old.content.splitlines() if b'"control"' not in line]
+    assert from_old.status_code == 200 and numbers == [2, 3]
+    assert b'"control":"reset"' in from_old.content
+    assert [orjson.loads(line)["data"]["n"] for line in to_old.content.splitlines()] == [1]
