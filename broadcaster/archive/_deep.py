@@ -87,9 +87,15 @@ class DeepReplay(Replay):
         if start is None or newest <= start:
             return  # the archive does not hold the resume point's epoch, or nothing after it
         handover = self._history_start(topic)
+        if handover is not None and handover[0] == position[0] and handover[1] <= position[1]:
+            # The history went back behind the resume point (a replica that lagged was promoted):
+            # what the archive has after it is all there is of that epoch, and may not be all.
+            handover = None
+            self._covered = False
+        else:
+            joins = None if handover is None else order.key((handover[0], handover[1] - 1, 0))
+            self._covered = first <= (start[0], start[1] + 1, 0) and joins is not None and newest >= joins
         self._topic, self._position, self._handover = topic, position, handover
-        joins = None if handover is None else order.key((handover[0], handover[1] - 1, 0))
-        self._covered = first <= (start[0], start[1] + 1, 0) and joins is not None and newest >= joins
 
     def _history_start(self, topic: str) -> Position | None:
         """The first event the plain replay sends of `topic`: its seq, or the newest + 1 if it sends none."""

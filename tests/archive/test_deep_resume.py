@@ -7,7 +7,7 @@ import orjson
 import pytest
 from httpx_sse import connect_sse
 
-from broadcaster import Control, Event, Hub, parse_cursor
+from broadcaster import Control, Event, Hub, format_id, parse_cursor
 from broadcaster.archive import ArchiveCatalog, ArchiveOptions, Archiver, DeepReplay
 from broadcaster.archive._writer import ArchiveWriter
 
@@ -185,3 +185,17 @@ async def test_deep_resume_opened_during_a_redis_outage_waits_then_replays_from_
     controls = [line for line in lines if line.get("control") not in (None, "heartbeat")]
     assert numbers == list(range(4, 21))
     assert controls == []  # max_events used up by the replay: no `live`, and no `reset`
+
+
+async def test_deep_resume_past_a_history_that_went_backwards_sends_what_the_archive_has_after_a_reset(hub, tmp_path):
+    """The archive saw events 6..8 that the history lost (a lagging replica promoted): the client at 6 gets 7, 8."""
+    events = await _archive(hub, tmp_path, range(1, 6))
+    epoch = events[0].epoch
+    lost = [Event(TOPIC, format_id(TOPIC, epoch, n), "message", b'{"n":%d}' % n, events[-1].ts + n) for n in (6, 7, 8)]
+    writer = ArchiveWriter(tmp_path, ArchiveOptions(), NDJSON_LINES)
+    writer.open()
+    writer.write(TOPIC, [*events, *lost])
+    writer.close()
+    items, replay = await _replay(hub, tmp_path, lost[0].id)
+    assert items == ["reset", 7, 8]  # newer than the history: what followed 8 may be lost too
+    assert replay.live().fields == {"replayed": 2, "from_archive": 2, "from_history": 0}
