@@ -312,7 +312,7 @@ class Archiver:
 
         async def flush(upto: int) -> None:
             for topic, topic_items in batch.items():
-                await self._write(topic, topic_items)
+                await self._write(topic, topic_items, live=True)
             batch.clear()
             newest.clear()
             self._written_upto = upto
@@ -346,7 +346,7 @@ class Archiver:
                 logger.info("archiver: the live subscription announced %s; catching up from history", item.kind)
         await flush(len(items))
 
-    async def _write(self, topic: str, items: list[Event | Control]) -> None:
+    async def _write(self, topic: str, items: list[Event | Control], *, live: bool = False) -> None:
         try:
             closed = await asyncio.to_thread(self.writer.write, topic, items)
         except OSError:
@@ -360,7 +360,7 @@ class Archiver:
         events = [i for i in items if type(i) is Event]
         self.written += len(events)
         if events:
-            self.standing.written(topic, events[-1].id)
+            self.standing.written(topic, events[-1].id, live=live)
         for path in closed:
             self._to_compress.put_nowait(path)
 

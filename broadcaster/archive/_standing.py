@@ -68,9 +68,15 @@ class Standing:
         self.left: dict[str, set[str]] = {}
         #: Topics whose newest archived event is of the epoch the history was in at their last catch-up.
         self.synced: set[str] = set()
+        #: Topics whose newest archived event came from the live subscription (so the hub knows it).
+        self.live: set[str] = set()
 
-    def written(self, topic: str, event_id: str | None) -> None:
-        """The newest event written of `topic` is `event_id` (None: none)."""
+    def written(self, topic: str, event_id: str | None, *, live: bool = False) -> None:
+        """The newest event written of `topic` is `event_id` (None: none), delivered `live` or not."""
+        if live:
+            self.live.add(topic)
+        else:
+            self.live.discard(topic)
         if event_id is None:
             self.last.pop(topic, None)
             self.last_id.pop(topic, None)
@@ -97,11 +103,14 @@ class Standing:
         """Whether `event` starts a new epoch with nothing lost (then the topic moves to it).
 
         True for seq 1 of another epoch on a topic that follows the history without a gap
-        since a catch-up found its newest archived event current: everything of the old
-        epoch came live before it (an idle topic whose epoch expired, a Redis flushed without
-        a restart).
+        since a catch-up found its newest archived event current, and whose newest archived
+        event came live: everything of the old epoch came live before it (an idle topic whose
+        epoch expired, a Redis flushed without a restart). Had live delivery been
+        interrupted, the hub, which knows that newest event, would have said `reset` or
+        `gap` when it came back (a topic the hub delivered nothing of gets no such notice).
         """
-        if newest is None or event.seq != 1 or not caught or event.topic not in self.synced:
+        topic = event.topic
+        if newest is None or event.seq != 1 or not caught or topic not in self.synced or topic not in self.live:
             return False
         if self.verdict(event, newest) is not None:
             return False

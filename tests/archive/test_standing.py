@@ -32,10 +32,13 @@ def test_verdict_duplicate_next_hole_other_epoch_and_left_epoch():
 
 def test_a_new_epoch_begins_without_loss_only_on_a_topic_that_follows_the_history():
     standing = Standing()
-    standing.written(TOPIC, event_id(TOPIC, 5, "e1e1e1e1"))
+    standing.written(TOPIC, event_id(TOPIC, 5, "e1e1e1e1"), live=True)
     (first, second) = make_events(TOPIC, 2, epoch="e2e2e2e2")
     assert not standing.begins_epoch(first, standing.last[TOPIC], caught=True)  # never caught up
     standing.caught_up(TOPIC, "e1e1e1e1")
+    standing.written(TOPIC, event_id(TOPIC, 5, "e1e1e1e1"))  # the newest came from the history
+    assert not standing.begins_epoch(first, standing.last[TOPIC], caught=True)  # the hub does not know it
+    standing.written(TOPIC, event_id(TOPIC, 5, "e1e1e1e1"), live=True)
     assert not standing.begins_epoch(second, standing.last[TOPIC], caught=True)  # seq 2: seq 1 was missed
     assert not standing.begins_epoch(first, standing.last[TOPIC], caught=False)  # a gap since
     assert standing.begins_epoch(first, standing.last[TOPIC], caught=True)
