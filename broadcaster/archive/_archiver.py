@@ -212,7 +212,6 @@ class Archiver:
         """Write the retained history after the newest archived event (and before the live event `before`)."""
         self.catch_ups += 1
         checking_previous = topic in self._check_previous
-        self._check_previous.discard(topic)
         last = self.last.get(topic)
         previous = self._previous if checking_previous else None
         survives = self.history_survives_restart
@@ -222,9 +221,11 @@ class Archiver:
         # Stopping early at `before` leaves the page iterator unfinished: it holds nothing but its position.
         page = await anext(pages)
         moved: str | None = None  # the epoch the topic moved to (set once the `reset` is written)
+        # A loss already announced (a `reset` line after the newest archived event) is not announced again.
+        announced = topic in self.standing.announced
         if last is not None and page.epoch is not None and page.epoch != last[0]:
             # Another history: what it holds is all new to the archive, from its oldest event.
-            loss = loss or epoch_loss(previous, survives, last)
+            loss = loss or (None if announced else epoch_loss(previous, survives, last))
             moved = page.epoch
             pages = self.hub.history_pages(topic, page_size=PAGE_SIZE)
             page = await anext(pages)
@@ -234,8 +235,12 @@ class Archiver:
                 loss = loss or TRIMMED
         elif last is not None and page.epoch is None and before is not None and before.epoch != last[0]:
             # The backend forgot the topic, yet an event of another epoch arrived: that epoch begins here.
-            loss = loss or epoch_loss(previous, survives, last)
+            loss = loss or (None if announced else epoch_loss(previous, survives, last))
             moved = before.epoch
+        if page.epoch is not None or loss is not None:
+            # What the previous run may have lost is judged once the history can say (it may not
+            # know the topic yet: a restarted memory server before the topic's first publish).
+            self._check_previous.discard(topic)
         cut = before.seq if before is not None and before.epoch == page.epoch else None
         while True:
             items: list[Event | Control] = []
@@ -356,11 +361,14 @@ class Archiver:
                 epoch, seq = position(newest)
                 self.written += sum(1 for i in items if type(i) is Event and i.epoch == epoch and i.seq <= seq)
             self.standing.written(topic, newest)
+            self.standing.announced.discard(topic)
             raise
         events = [i for i in items if type(i) is Event]
         self.written += len(events)
         if events:
             self.standing.written(topic, events[-1].id, live=live)
+        if type(items[-1]) is Control:
+            self.standing.announced.add(topic)
         for path in closed:
             self._to_compress.put_nowait(path)
 

@@ -70,9 +70,12 @@ class Standing:
         self.synced: set[str] = set()
         #: Topics whose newest archived event came from the live subscription (so the hub knows it).
         self.live: set[str] = set()
+        #: Topics whose newest archived line is a `reset` (a loss after the newest event, announced).
+        self.announced: set[str] = set()
 
     def written(self, topic: str, event_id: str | None, *, live: bool = False) -> None:
         """The newest event written of `topic` is `event_id` (None: none), delivered `live` or not."""
+        self.announced.discard(topic)
         if live:
             self.live.add(topic)
         else:

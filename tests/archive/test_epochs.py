@@ -100,6 +100,28 @@ async def test_archiver_after_an_unclean_memory_restart_writes_one_reset_then_th
     assert again.resets == 1
 
 
+@pytest.mark.parametrize("clean", [True, False], ids=["clean-stop", "killed"])
+async def test_archiver_of_a_restarted_memory_server_that_looked_before_the_first_publish(
+    make_settings, tmp_path, clean
+):
+    """Its first look at the topic finds no history at all (the new process has none yet): the verdict waits."""
+    async with Hub(settings=make_settings()) as hub:
+        async with _archiver(hub, tmp_path, survives=False) as archiver:
+            await _publish(hub, range(1, 4))
+            await eventually(lambda: archiver.written == 3)
+    if not clean:
+        (tmp_path / STATE_NAME).write_bytes(orjson.dumps({"live_ms": now_ms(), "clean": False}))
+    async with Hub(settings=make_settings()) as fresh:
+        async with _archiver(fresh, tmp_path, survives=False) as again:
+            await eventually(lambda: again.catch_ups >= 1, what="the first catch-up, of an empty history")
+            await _publish(fresh, range(4, 7))
+            await eventually(lambda: again.written == 3)
+    controls = [line.get("control") for line in read_topic(tmp_path, TOPIC)]
+    # Clean: nothing was lost. Killed: one `reset` for the one hole, not one more when the new epoch shows.
+    assert controls == [None] * 3 + ([] if clean else ["reset"]) + [None] * 3
+    assert again.resets == (0 if clean else 1)
+
+
 @pytest.mark.redis
 async def test_archiver_across_redis_restarted_empty_announces_the_loss_and_archives_the_new_history(
     make_settings, redis_server_factory, tmp_path
