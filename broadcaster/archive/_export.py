@@ -100,7 +100,7 @@ class Window:
             reversed_ids = self.start_key is not None and self.end_key is not None and self.start_key > self.end_key
             reversed_ts = self.start_ts is not None and self.end_ts is not None and self.start_ts > self.end_ts
             if reversed_ids or reversed_ts:
-                raise RangeError("from", f"from ({start.text}) is after to ({end.text})")
+                raise RangeError("from", f"{start.text[:64]!r} is after to ({end.text[:64]!r})")
 
     def _place(self, parameter: str, bound: Bound | None) -> tuple[Key | None, int | None]:
         if bound is None:
