@@ -49,7 +49,7 @@ ERROR_SCHEMA: dict[str, Any] = {
 
 _ERRORS = {
     400: "Malformed request (body, multipart, HTTP framing)",
-    404: "No such route (archive: no archive here, the topic has none, or no such segment)",
+    404: "No such route (archive: no archive here, the topic has none, no such segment, or id_not_archived)",
     408: "The request body stalled for body_idle_timeout_s",
     413: "Body or event over the size limit",
     415: "Unsupported Content-Type",
