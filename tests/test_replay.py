@@ -55,7 +55,7 @@ def after(*events: Event, base_ms: int | None = None) -> Cursor:
     cursor = StreamCursor(0 if base_ms is None else base_ms, limit=64)
     text = b""
     for event in events:
-        text = cursor.advance(event.topic, event.id)
+        text = cursor.advance(event.topic, event.id.encode())
     return parse_cursor(text.decode() if base_ms is not None else text.decode().partition("~")[2])
 
 
