@@ -1,7 +1,7 @@
 """Events, control messages and event ids.
 
 An `Event` carries its data already serialised (JSON bytes, one line). The
-encoders (`broadcaster.http.encoders`) frame events and control messages; an
+encoders (`broadcaster.http.streams.encoders`) frame events and control messages; an
 event's frames are built on first use and cached on the event, so every
 subscriber of a process shares the same bytes: fan-out is a queue append, never
 an encoding.
@@ -55,7 +55,7 @@ class Event:
 
     `data` is the JSON serialisation of the event's payload (one line, no CR/LF). The
     slots `sse_frame`, `envelope_frame` and `ndjson_line` are the encoders' cache
-    (`broadcaster.http.encoders`): each wire frame is built on first use and shared by
+    (`broadcaster.http.streams.encoders`): each wire frame is built on first use and shared by
     every subscriber of the process.
     """
 

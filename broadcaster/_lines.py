@@ -1,7 +1,7 @@
 """The line rules: how a stream of bytes becomes events, one per line, and what one event's data may be.
 
 Written once, for everyone who turns lines into events: the server's streamed
-ingest (`http/ingest.py`), the producers that read lines (`producers.Stdin`,
+ingest (`http/publish/ingest.py`), the producers that read lines (`producers.Stdin`,
 `producers.LogTail`) and the targets that check data before sending it
 (`producers.RedisTarget`, which has no server in front of it). Splitting:
 

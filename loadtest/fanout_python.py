@@ -20,8 +20,8 @@ import time
 from typing import Any
 
 from broadcaster import Hub, Settings
-from broadcaster.http.streaming import EventStream, StreamMonitor
-from broadcaster.http.subscribe import SSE
+from broadcaster.http.streams.streaming import EventStream, StreamMonitor
+from broadcaster.http.streams.subscribe import SSE
 
 
 class _Transport:

@@ -41,7 +41,7 @@ DATA = (
 
 def _measure() -> dict[str, float]:
     from broadcaster._event import Control, Event
-    from broadcaster.http.encoders import NDJSONEncoder, SSEEncoder
+    from broadcaster.http.streams.encoders import NDJSONEncoder, SSEEncoder
 
     def event(n: int) -> Event:
         # The constructor the backends use today (topic, id, type, data, ts): keep it callable in both trees.
@@ -79,7 +79,7 @@ def _multi_topic_sse() -> float:
     (`broadcaster._ids.StreamCursor`), one encoder per stream whose `id:` is built per stream;
     before, one shared envelope encoder whose chunk is cached for every subscriber."""
     from broadcaster._event import Event
-    from broadcaster.http.encoders import SSEEncoder
+    from broadcaster.http.streams.encoders import SSEEncoder
 
     topics = [f"bench.{n}" for n in range(4)]
     events_n, subscribers = EVENTS // 4, SUBSCRIBERS

@@ -1,6 +1,6 @@
 """The archive: chosen topics written to NDJSON segment files, read back for listings, exports, resumes.
 
-Core code (no HTTP): `Archiver` writes, `ArchiveCatalog` reads; `broadcaster.http.archive`
+Core code (no HTTP): `Archiver` writes, `ArchiveCatalog` reads; `broadcaster.http.api.archive`
 serves them. The layout of the files is described in `_layout` and docs/archive.md.
 """
 

@@ -61,7 +61,7 @@ STOP_TIMEOUT_S = 10.0
 class Archiver:
     """Writes the events of topics matching `patterns` to the archive at `root`. An async context manager.
 
-    `render` gives an event's NDJSON line (`http.encoders.NDJSONEncoder().download`).
+    `render` gives an event's NDJSON line (`http.streams.encoders.NDJSONEncoder().download`).
     `history_survives_restart` is False for the memory backend, whose history dies with the
     process: then a run that did not stop cleanly may have lost its last events, and the
     next one says so with `reset` lines.

@@ -95,7 +95,7 @@ class ArchiveWriter:
     def __init__(self, root: Path, options: ArchiveOptions, render: RenderLines) -> None:
         self.root = root
         self.options = options
-        #: The NDJSON stream's lines of events (`http.encoders.NDJSONEncoder.download`): the
+        #: The NDJSON stream's lines of events (`http.streams.encoders.NDJSONEncoder.download`): the
         #: archive's lines are the stream's, and the core does not frame (it does not import http/).
         self.render = render
         self._open: dict[str, _Open] = {}

@@ -25,7 +25,7 @@ async def archive_until_stopped(settings: Settings, stop: asyncio.Event | None =
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # The runner, like the CLI, may reach into http/: the lines are the NDJSON stream's (its encoder's).
-    from ..http.encoders import NDJSONEncoder
+    from ..http.streams.encoders import NDJSONEncoder
 
     render = NDJSONEncoder().download
     root = Path(settings.archive_dir)

@@ -16,7 +16,7 @@ HTTP/1.1 request cycle, which ASGI does not expose. What this module relies on:
   as uvicorn's own supervisor does (used by `http/supervisor.py`);
 - `HttpToolsProtocol` (the connection's protocol) can be subclassed and passed as
   `Config(http=...)`: `GuardedHttpToolsProtocol` hooks its parser callbacks to bound each
-  request head (`http/protocol.py` decides, this module only wires it in).
+  request head (`http/limits/protocol.py` decides, this module only wires it in).
 
 `tests/http/test_uvicorn_adapter.py` checks each of these against the installed uvicorn
 and fails loudly if an upgrade changes one; pyproject.toml pins the tested range. Under
@@ -36,7 +36,7 @@ from starlette.types import Send
 from uvicorn._subprocess import get_subprocess
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .protocol import HeadGuard, HeadLimits, Refusal, refusal_bytes
+from .limits.protocol import HeadGuard, HeadLimits, Refusal, refusal_bytes
 
 __all__ = ["Connection", "GuardedHttpToolsProtocol", "connection_of", "get_subprocess", "http_chunk", "http_protocol"]
 

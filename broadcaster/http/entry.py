@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import response_for
 from .gate import DECISION_SCOPE_KEY, Decision, Gate, GateRequest, Policy
 from .policies import policies_for
-from .streaming import EventStream
-from .subscribe import open_lane
+from .streams.streaming import EventStream
+from .streams.subscribe import open_lane
 
 
 class ServerApp:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from .._config import Settings
 from ..auth import install_log_redaction
-from .admission import Admission, AdmissionPolicy
 from .gate import Policy
+from .limits.admission import Admission, AdmissionPolicy
 from .security import policies_for_security
 
 

@@ -21,9 +21,9 @@ from starlette.types import ASGIApp
 from .._config import Settings
 from .._logging import log_config
 from ._uvicorn import http_protocol
-from .app import LIVE_HUBS, create_app
+from .api.app import LIVE_HUBS, create_app
 from .entry import ServerApp
-from .protocol import HeadLimits
+from .limits.protocol import HeadLimits
 
 logger = logging.getLogger(__name__)
 

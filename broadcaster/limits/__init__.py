@@ -1,6 +1,6 @@
 """Admission limits with no HTTP in them: token buckets, stream counters, storm admission, the fd limit.
 
-`broadcaster.http.admission` turns these into refusals (503/429 with
+`broadcaster.http.limits.admission` turns these into refusals (503/429 with
 `Retry-After`) decided in the gate.
 """
 

@@ -11,7 +11,7 @@ import orjson
 from broadcaster import Event, Hub, format_id, parse_cursor
 from broadcaster.archive import ArchiveCatalog, DeepReplay
 from broadcaster.archive._layout import segment_files
-from broadcaster.http.encoders import NDJSONEncoder
+from broadcaster.http.streams.encoders import NDJSONEncoder
 
 #: The NDJSON stream's lines: what the server hands the archive to write.
 NDJSON_LINES = NDJSONEncoder().download

@@ -22,7 +22,7 @@ CHILD = textwrap.dedent(
     import orjson
     from broadcaster import Hub, Settings
     from broadcaster.archive import Archiver, ArchiveOptions
-    from broadcaster.http.encoders import NDJSONEncoder
+    from broadcaster.http.streams.encoders import NDJSONEncoder
 
     async def main(root):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal

@@ -1,6 +1,6 @@
-"""The FileResponse adapter (`http/files.py`): the Starlette internals it relies on are still there.
+"""The FileResponse adapter (`http/api/files.py`): the Starlette internals it relies on are still there.
 
-If one of these fails after a Starlette upgrade, `http/files.py` must be adapted: it calls
+If one of these fails after a Starlette upgrade, `http/api/files.py` must be adapted: it calls
 `FileResponse._parse_range_header(header, size)` to judge a range before answering, and
 overrides `FileResponse._handle_simple(send, send_header_only, send_pathsend)` to stop a
 full download at the served length of a growing file.
@@ -13,7 +13,7 @@ import inspect
 import pytest
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
 
-from broadcaster.http.files import _SegmentResponse
+from broadcaster.http.api.files import _SegmentResponse
 
 
 def test_file_response_still_parses_ranges_the_way_the_adapter_expects():

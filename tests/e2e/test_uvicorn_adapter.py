@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 
 from broadcaster.http import _uvicorn
 from broadcaster.http._uvicorn import Connection, get_subprocess, http_chunk
-from broadcaster.http.streaming import EventStream
+from broadcaster.http.streams.streaming import EventStream
 
 from ..support.servers import ThreadServer, thread_server
 from ..support.waiting import eventually

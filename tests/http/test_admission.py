@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from broadcaster.http.admission import AdmissionPolicy
 from broadcaster.http.gate import Gate
+from broadcaster.http.limits.admission import AdmissionPolicy
 
 from ..support.canary import Canary
 from ..support.servers import ThreadServer, thread_server

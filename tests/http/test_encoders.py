@@ -9,7 +9,7 @@ import pytest
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from broadcaster._event import Control, Event
-from broadcaster.http.encoders import NDJSONEncoder, SSEEncoder
+from broadcaster.http.streams.encoders import NDJSONEncoder, SSEEncoder
 
 SSE = SSEEncoder()
 SSE_ENVELOPE = SSEEncoder(envelope=True)

@@ -17,7 +17,7 @@ from broadcaster import Control, Event, InvalidEventId, InvalidEventType, Invali
 from broadcaster._exceptions import InvalidLine
 from broadcaster._lines import json_data
 from broadcaster._topics import validate_selector, validate_topic, validate_type
-from broadcaster.http.encoders import NDJSONEncoder, SSEEncoder
+from broadcaster.http.streams.encoders import NDJSONEncoder, SSEEncoder
 
 from ..support.servers import thread_server
 from ..support.sse import parse_sse

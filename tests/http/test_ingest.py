@@ -278,7 +278,7 @@ async def test_ingest_hub_closing_mid_stream_answers_503_with_report(make_settin
 
 @pytest.mark.e2e
 async def test_ingest_client_disconnect_publishes_completed_lines_only_and_logs_once(make_settings, caplog):
-    caplog.set_level(logging.INFO, logger="broadcaster.http.ingest")
+    caplog.set_level(logging.INFO, logger="broadcaster.http.publish.ingest")
     with thread_server(make_settings()) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
             async with client.stream("GET", "/topics/cut/events") as stream:
@@ -310,7 +310,7 @@ async def test_ingest_client_disconnect_publishes_completed_lines_only_and_logs_
                             break
             assert (await client.get("/healthz")).status_code == 200
     assert received == [{"n": 1}, {"n": 2}, {"marker": True}]
-    logged = [r for r in caplog.records if r.name == "broadcaster.http.ingest"]
+    logged = [r for r in caplog.records if r.name == "broadcaster.http.publish.ingest"]
     assert len(logged) == 1 and "after 2 lines" in logged[0].getMessage()
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from broadcaster.http.protocol import MAX_HEAD_BYTES, MAX_HEADERS
+from broadcaster.http.limits.protocol import MAX_HEAD_BYTES, MAX_HEADERS
 
 from ..support.rawhttp import exchange, read_response
 from ..support.servers import thread_server

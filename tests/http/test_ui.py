@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from broadcaster.http.ui import assets
+from broadcaster.http.api.ui import assets
 
 UI = importlib.resources.files("broadcaster") / "ui"
 

@@ -73,7 +73,7 @@ def test_raise_fd_limit_reaches_the_hard_limit():
 def test_identity_key_reads_a_token_subject_and_falls_back_to_none():
     from dataclasses import dataclass
 
-    from broadcaster.http.admission import client_key, identity_key
+    from broadcaster.http.limits.admission import client_key, identity_key
 
     @dataclass
     class Identity:

@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._config import Settings
-from ..limits import KeyedBuckets, StormGate, StreamSlots, StreamTicket, default_max_streams, raise_fd_limit
-from .errors import RETRY_AFTER_S
-from .gate import Action, Decision, GateRequest, Refused as GateRefused
+from ..._config import Settings
+from ...limits import KeyedBuckets, StormGate, StreamSlots, StreamTicket, default_max_streams, raise_fd_limit
+from ..errors import RETRY_AFTER_S
+from ..gate import Action, Decision, GateRequest, Refused as GateRefused
 
 logger = logging.getLogger(__name__)
 

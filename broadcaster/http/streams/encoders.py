@@ -16,9 +16,9 @@ from typing import Protocol
 
 import orjson
 
-from .._event import Control, Event
-from .._ids import StreamCursor
-from ._uvicorn import http_chunk
+from ..._event import Control, Event
+from ..._ids import StreamCursor
+from .._uvicorn import http_chunk
 
 #: Characters that JSON leaves raw but `str.splitlines()` (and httpx's `aiter_lines()`) breaks lines at:
 #: NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR. In valid JSON they only occur inside strings.

@@ -14,20 +14,20 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from .. import __version__
-from .._config import Settings
-from .._hub import Hub
-from ..archive import server_archive
-from .admission import start_admission
+from ... import __version__
+from ..._config import Settings
+from ..._hub import Hub
+from ...archive import server_archive
+from ..errors import install_error_handlers
+from ..gate import DECISION_SCOPE_KEY
+from ..limits.admission import start_admission
+from ..limits.body_timeout import BodyDeadline
+from ..security.session import router as session_router
+from ..streams.encoders import NDJSONEncoder
+from ..streams.streaming import StreamMonitor
 from .archive import router as archive_router
-from .body_timeout import BodyDeadline
-from .encoders import NDJSONEncoder
-from .errors import install_error_handlers
-from .gate import DECISION_SCOPE_KEY
 from .openapi import exact_openapi
 from .routes import router
-from .security.session import router as session_router
-from .streaming import StreamMonitor
 from .ui import router as ui_router
 
 DESCRIPTION = """

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from .errors import error_response
+from ..errors import error_response
 
 router = APIRouter(include_in_schema=False)
 

@@ -28,13 +28,13 @@ from typing import Any, Self
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .._event import Control, Event
-from .._exceptions import BackendError
-from .._replay import Opening, Replay
-from .._subscription import Item, Subscription
-from ._uvicorn import Connection, connection_of
+from ..._event import Control, Event
+from ..._exceptions import BackendError
+from ..._replay import Opening, Replay
+from ..._subscription import Item, Subscription
+from .._uvicorn import Connection, connection_of
+from ..gate import Deadline
 from .encoders import Encoder
-from .gate import Deadline
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .errors import ClientError
+from ..errors import ClientError
 
 __all__ = ["END_OF_FILE", "FileField", "MultipartParseError", "boundary_of"]
 

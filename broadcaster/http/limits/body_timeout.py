@@ -19,7 +19,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ClientError
+from ..errors import ClientError
 
 
 class BodyTimeout(ClientError):

@@ -38,8 +38,8 @@ from starlette.datastructures import Headers
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 from starlette.types import Receive, Scope, Send
 
-from ..archive import SegmentInfo
-from .errors import error_response
+from ...archive import SegmentInfo
+from ..errors import error_response
 
 CHUNK_BYTES = 131072
 _ETAG_RE = re.compile(r'(?:W/)?"[^"]*"|\*')

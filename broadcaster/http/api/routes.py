@@ -13,22 +13,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from .. import __version__
-from .._config import Settings
-from .._event import Control
-from .._exceptions import BackendError, BackendUnavailable, HubClosed
-from .._hub import Hub
-from .._ids import history_start
-from .._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
-from ..auth import Identity
-from .admission import Admission, client_key, identity_key
-from .body import media_type, read_json_event
-from .entry import decision_of
-from .errors import ClientError, error_response, response_for
-from .ingest import ingest
+from ... import __version__
+from ..._config import Settings
+from ..._event import Control
+from ..._exceptions import BackendError, BackendUnavailable, HubClosed
+from ..._hub import Hub
+from ..._ids import history_start
+from ..._topics import DEFAULT_EVENT_TYPE, validate_topic, validate_type
+from ...auth import Identity
+from ..entry import decision_of
+from ..errors import ClientError, error_response, response_for
+from ..limits.admission import Admission, client_key, identity_key
+from ..publish.body import media_type, read_json_event
+from ..publish.ingest import ingest
+from ..streams.streaming import StreamMonitor
+from ..streams.subscribe import NDJSON
 from .metrics import render_metrics
-from .streaming import StreamMonitor
-from .subscribe import NDJSON
 
 router = APIRouter()
 

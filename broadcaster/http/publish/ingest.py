@@ -35,15 +35,15 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from .._config import Settings
-from .._event import Event
-from .._exceptions import BackendError, HubClosed, InvalidLine
-from .._hub import Hub
-from .._lines import Line, LineSplitter, line_rule
-from .admission import Admission
-from .entry import decision_of
-from .errors import ClientError, error_response, response_for
-from .security.credentials import EXPIRED_CHALLENGE
+from ..._config import Settings
+from ..._event import Event
+from ..._exceptions import BackendError, HubClosed, InvalidLine
+from ..._hub import Hub
+from ..._lines import Line, LineSplitter, line_rule
+from ..entry import decision_of
+from ..errors import ClientError, error_response, response_for
+from ..limits.admission import Admission
+from ..security.credentials import EXPIRED_CHALLENGE
 from .uploads import END_OF_FILE, FileField, MultipartParseError, boundary_of
 
 logger = logging.getLogger(__name__)

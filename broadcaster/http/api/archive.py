@@ -15,9 +15,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from .._topics import validate_topic
-from ..archive import ArchiveCatalog, Bound, Range, RangeError, ServerArchive, plan, stream_plan
-from .errors import ClientError
+from ..._topics import validate_topic
+from ...archive import ArchiveCatalog, Bound, Range, RangeError, ServerArchive, plan, stream_plan
+from ..errors import ClientError
 from .files import segment_response
 
 router = APIRouter()

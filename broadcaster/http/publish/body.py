@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from .._exceptions import InvalidLine
-from .._lines import json_data
-from .errors import ClientError
+from ..._exceptions import InvalidLine
+from ..._lines import json_data
+from ..errors import ClientError
 
 
 def media_type(request: Request) -> str:

@@ -6,9 +6,9 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .._hub import Hub
-    from .admission import Admission
-    from .streaming import StreamMonitor
+    from ..._hub import Hub
+    from ..limits.admission import Admission
+    from ..streams.streaming import StreamMonitor
 
 
 def render_metrics(hub: Hub, monitor: StreamMonitor, admission: Admission | None = None) -> str:

@@ -20,17 +20,17 @@ from typing import Any
 from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp
 
-from .._config import Settings
-from .._exceptions import BackendUnavailable
-from .._hub import Hub
-from .._ids import Cursor, StreamCursor, parse_cursor
-from .._replay import Opening, Replay
-from .._topics import validate_selector, validate_topic
-from .._types import OverflowPolicy, StreamFormat
-from ..archive import DeepReplay, ServerArchive
+from ..._config import Settings
+from ..._exceptions import BackendUnavailable
+from ..._hub import Hub
+from ..._ids import Cursor, StreamCursor, parse_cursor
+from ..._replay import Opening, Replay
+from ..._topics import validate_selector, validate_topic
+from ..._types import OverflowPolicy, StreamFormat
+from ...archive import DeepReplay, ServerArchive
+from ..errors import ClientError, response_for
+from ..gate import ADMIT, Decision, GateRequest
 from .encoders import Encoder, NDJSONEncoder, SSEEncoder
-from .errors import ClientError, response_for
-from .gate import ADMIT, Decision, GateRequest
 from .streaming import EventStream, StreamMonitor
 
 logger = logging.getLogger(__name__)

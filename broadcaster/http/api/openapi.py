@@ -18,10 +18,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from .._config import Settings
-from .._topics import RESERVED_TYPES
-from .._types import OverflowPolicy
-from .subscribe import MAX_DURATION_S
+from ..._config import Settings
+from ..._topics import RESERVED_TYPES
+from ..._types import OverflowPolicy
+from ..streams.subscribe import MAX_DURATION_S
 
 # JSON Schema patterns are ECMA regexes: `$` there is the end (Python's `\Z`), without Python's final-newline quirk.
 TOPIC_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"

@@ -1,0 +1,1 @@
+"""The publish lane's bodies: one event, streamed NDJSON or text, multipart uploads."""
