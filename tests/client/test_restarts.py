@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from broadcaster import parse_cursor, parse_event_id, topic_tag
 from broadcaster.client import Event, Live, Reset, Retry, Subscriber, publish
 from broadcaster.client._subscriber import NO_POSITION
 from producers import RedisTarget
@@ -105,6 +106,41 @@ async def test_restarts_redis_server_killed_twice_client_yields_every_event_once
     assert len(published) == TOTAL
     assert [e.id for e in received] == published  # every event once, in publish order
     assert [e.data["n"] for e in received] == list(range(TOTAL))
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("fmt", ["ndjson", "sse"])
+async def test_restarts_multi_topic_stream_resumes_every_topic_with_its_cursor(redis_url, fmt):
+    """Several topics and a pattern: after the restart each topic gets exactly what it missed, a new topic too."""
+    server = ProcessServer("--redis-url", redis_url, "--heartbeat-s", "0.5")
+    topics = ["multi.a", "multi.b.*", "multi.quiet"]
+    with server:
+        async with (
+            RedisTarget(redis_url) as target,
+            Subscriber(server.url, topics, format=fmt, retry=FAST) as sub,
+        ):
+            for topic in ["multi.a", "multi.b.x", "multi.a"]:
+                await target.publish(topic, b'"before"')
+            await target.flush()
+            before = events(await take_events(sub, 3))
+            _kill(server)
+            for n, topic in enumerate(["multi.b.x", "multi.a", "multi.b.new", "multi.quiet", "multi.b.x"]):
+                await target.publish(topic, b"%d" % n)
+            await target.flush()
+            await asyncio.to_thread(_restart, server)
+            items = await take(sub, lambda items: isinstance(items[-1], Live))
+            position = sub.last_event_id
+    assert sub.reconnects == 1
+    assert not any(isinstance(item, Reset) for item in items), items
+    assert [e.data for e in before] == ["before"] * 3
+    # Each missed event once, and each topic's in publish order (nothing orders two topics).
+    missed = events(items)
+    assert sorted(e.data for e in missed) == [0, 1, 2, 3, 4]
+    for topic, numbers in {"multi.a": [1], "multi.b.x": [0, 4], "multi.b.new": [2], "multi.quiet": [3]}.items():
+        assert [e.data for e in missed if e.topic == topic] == numbers
+    # The position holds the last id of every topic delivered (a cursor), so the next resume is exact too.
+    last = {topic_tag(e.topic): parse_event_id(e.id) for e in [*before, *missed]}
+    assert parse_cursor(position or "").positions == {tag: (ref.epoch, ref.seq) for tag, ref in last.items()}
 
 
 @pytest.mark.redis

@@ -315,3 +315,19 @@ def test_subscriber_cursor_built_on_ndjson_is_bounded_and_says_so():
     cursor = position.value or ""
     assert cursor == "1795384978745!~" + ",".join(ids[2:])  # the two least recent dropped, and `!` says so
     assert len(parse_cursor(cursor).positions) == MAX_CURSOR_IDS
+
+
+def test_subscriber_cursor_from_a_bare_id_takes_the_base_of_live_and_keeps_the_ids_yielded():
+    """A multi-topic stream resumed from one id (no base): `live` tells the base; what was replayed stays."""
+    from broadcaster.client._position import StreamPosition
+
+    a1, a2, b1 = (f"{topic_tag(t)}.0000000a.{n}" for t, n in [("a", 1), ("a", 2), ("b.x", 1)])
+    position = StreamPosition(True, a1)
+    assert position.value == a1
+    assert not position.first_time(Event(a1, "a", "message", 1, None), None)  # the resume point is not yielded again
+    assert position.first_time(Event(b1, "b.x", "message", 1, None), None)  # replayed before `live`
+    assert position.value == f"{a1},{b1}"  # no base yet: the ids only
+    position.live(Live("live", {}, 1, f"1795384978745~{a1}"))
+    assert position.value == f"1795384978745~{a1},{b1}"
+    assert position.first_time(Event(a2, "a", "message", 1, None), None)
+    assert position.value == f"1795384978745~{b1},{a2}"  # most recently yielded last
