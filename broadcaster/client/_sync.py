@@ -86,15 +86,24 @@ def iter_events(*args: Any, **kwargs: Any) -> Events:
     return Events(Subscriber(*args, **kwargs))
 
 
+async def _next(sub: Subscriber) -> Item | None:
+    """The next item, or None at the end.
+
+    Not `anext(sub)` itself: a Ctrl-C that lands inside `Runner.run` after it made the task
+    leaves the task behind, which `aclose()` then ends; ended by `StopAsyncIteration`,
+    asyncio would print it as a "Task exception was never retrieved" traceback.
+    """
+    try:
+        return await anext(sub)
+    except StopAsyncIteration:
+        return None
+
+
 def _iterate(sub: Subscriber) -> Generator[Item, None, None]:
     with asyncio.Runner() as runner:
         try:
             runner.run(sub.__aenter__())
-            while True:
-                try:
-                    item = runner.run(anext(sub))
-                except StopAsyncIteration:
-                    return
+            while (item := runner.run(_next(sub))) is not None:
                 yield item
         finally:
             runner.run(sub.aclose())
