@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from broadcaster import Control, InvalidEventType, InvalidTopic, parse_cursor, topic_tag
+from broadcaster import Control, InvalidEventType, InvalidTopic, Settings, parse_cursor, topic_tag
 from broadcaster.client import (
     Event,
     Live,
@@ -315,6 +315,7 @@ def test_subscriber_cursor_built_on_ndjson_is_bounded_and_says_so():
     cursor = position.value or ""
     assert cursor == "1795384978745!~" + ",".join(ids[2:])  # the two least recent dropped, and `!` says so
     assert len(parse_cursor(cursor).positions) == MAX_CURSOR_IDS
+    assert MAX_CURSOR_IDS == Settings().max_topics_per_stream  # the server's default bound of its own cursor
 
 
 def test_subscriber_cursor_from_a_bare_id_takes_the_base_of_live_and_keeps_the_ids_yielded():
