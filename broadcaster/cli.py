@@ -320,6 +320,8 @@ def tail(args: argparse.Namespace) -> int:
         return 130
     finally:
         client_log.removeHandler(notices)
+        if items.last_event_id is not None:  # on several topics a cursor: the one way to resume them all
+            print(f"-- to resume: --from-id '{items.last_event_id}' --", file=sys.stderr, flush=True)
     return 0
 
 
@@ -399,7 +401,11 @@ def build_parser() -> ArgumentParser:
     tail_parser.add_argument("--json", action="store_true", help="print each event and control message as a JSON line")
     tail_parser.add_argument("--tail", type=int, metavar="N", help="start with the last N retained events")
     tail_parser.add_argument(
-        "--from-id", "--last-event-id", dest="from_id", metavar="ID", help="resume after this event id"
+        "--from-id",
+        "--last-event-id",
+        dest="from_id",
+        metavar="ID",
+        help="resume from this position: an event id, or the cursor printed at the end on several topics",
     )
     tail_parser.add_argument("--token", help=TOKEN_HELP)
     tail_parser.set_defaults(func=tail)

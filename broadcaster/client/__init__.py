@@ -11,8 +11,8 @@ async with Subscriber("http://127.0.0.1:8000", "sensors.*") as sub:
             print("missed", item.dropped)
 ```
 
-`iter_events(...)` is the same as a plain iterator, and `publish(url, topic, data)`
-sends one event. Importing this package imports no server dependency (FastAPI,
+`iter_events(...)` is the same as a plain iterator (with the `last_event_id` to
+persist), and `publish(url, topic, data)` sends one event. Importing this package imports no server dependency (FastAPI,
 uvicorn, redis): only httpx and orjson.
 """
 
@@ -23,7 +23,7 @@ from ._http import TokenSource
 from ._messages import CONTROL_TYPES, Control, ControlMessage, Event, Fault, Gap, Item, Live, Reset, Shutdown
 from ._retry import Retry
 from ._subscriber import DEFAULT_HEARTBEAT_TIMEOUT_S, DEFAULT_TIMEOUT_S, Subscriber
-from ._sync import Published, iter_events, publish
+from ._sync import Events, Published, iter_events, publish
 
 __all__ = [
     "CONTROL_TYPES",
@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT_S",
     "DEFAULT_TIMEOUT_S",
     "Event",
+    "Events",
     "Fault",
     "Forbidden",
     "Gap",

@@ -84,7 +84,11 @@ class Gap(_Typed):
 
 @dataclass(frozen=True, slots=True)
 class Reset(_Typed):
-    """The history no longer reaches back to the resume point: events after `last_event_id` were lost."""
+    """The history no longer reaches back to the resume point: events of `topics` after `last_event_id` were lost.
+
+    `last_event_id` is the server's, or else the last event of the one topic named that
+    the subscriber had yielded (None when it names several, or none was yielded).
+    """
 
     reason: str = ""
     last_event_id: str | None = None
@@ -95,9 +99,15 @@ class Reset(_Typed):
 
 @dataclass(frozen=True, slots=True)
 class Live(_Typed):
-    """The replay after a resume point (or `tail`) is complete; live events follow."""
+    """The replay after a resume point (or `tail`) is complete; live events follow.
+
+    `cursor`: on a multi-topic stream, the resume point the stream started from
+    (`<base_ms>~<id>,...`, see docs/resume.md); the subscriber builds its
+    `last_event_id` on it.
+    """
 
     replayed: int = 0
+    cursor: str | None = None
 
     kind: ClassVar[str] = "live"
 
@@ -151,7 +161,7 @@ def _reset(name: str, f: Mapping[str, Any]) -> Reset:
 
 
 def _live(name: str, f: Mapping[str, Any]) -> Live:
-    return Live(name, f, _count(f, "replayed") or 0)
+    return Live(name, f, _count(f, "replayed") or 0, _text(f, "cursor"))
 
 
 def _shutdown(name: str, f: Mapping[str, Any]) -> Shutdown:

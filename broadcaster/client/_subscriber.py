@@ -5,10 +5,13 @@ a slow consumer makes the client stop reading, so the server's overflow policy
 applies (and its `gap` reaches the consumer) while the client holds no more
 than one socket read of decoded messages.
 
-Across reconnects the stream resumes with `Last-Event-ID` of the last event
-yielded, so every event is yielded once while the server's history reaches
-back; an event that comes again all the same (same topic and id, within the
-last `DEDUP_WINDOW` events) is dropped. Ids are opaque strings.
+Across reconnects the stream resumes with `Last-Event-ID` set to its position
+(`_position`: the last event's id on a single-topic stream, the stream's cursor
+on a multi-topic one), so every event of every topic is yielded once while the
+server's history reaches back; an event that comes again all the same (a seq not
+above the last one yielded of its topic and epoch) is dropped. A multi-topic
+stream opened without a resume point asks for `?tail=0`, so that its `live`
+message tells the stream's base (the `Live` is not yielded: nobody asked for it).
 
 A dead connection (a server that stopped, a half-open socket) sends nothing:
 no byte within `heartbeat_timeout` closes it and reconnects. Without a value
@@ -23,7 +26,6 @@ import contextlib
 import enum
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import httpx
@@ -31,17 +33,16 @@ import httpx
 from .._topics import validate_selector
 from ._errors import ProtocolError, ServerUnavailable
 from ._http import Token, TokenSource, headers, is_final, read_bounded, refusal
-from ._messages import TOKEN_EXPIRED, Event, Fault, Item, Reset, Shutdown, parse_message
+from ._messages import TOKEN_EXPIRED, Event, Fault, Item, Live, Reset, Shutdown, parse_message
+from ._position import StreamPosition, is_multi
 from ._retry import Retry, hint_s, retry_after_s
-from ._wire import KEEPALIVE, Decoder, decoder_for
+from ._wire import KEEPALIVE, Decoder, Frame, decoder_for
 
 logger = logging.getLogger("broadcaster.client")
 
 DEFAULT_TIMEOUT_S = 10.0
 #: The dead-connection timeout before a keepalive was seen: four of the server's default 15 s heartbeats.
 DEFAULT_HEARTBEAT_TIMEOUT_S = 60.0
-#: How many recent (topic, id) pairs are remembered to drop an event delivered twice.
-DEDUP_WINDOW = 1024
 #: A read that waited this long got bytes as they arrived (not from a backlog): its timing means something.
 _BLOCKED_S = 0.01
 #: A keepalive after less silence than this says nothing about the server's interval (it came with other bytes).
@@ -81,12 +82,15 @@ class Subscriber:
     `Event`s and control messages (`Gap`, `Reset`, `Live`, `Shutdown`, `Fault`,
     or `Control` for a name this client does not know). Keepalives are not
     yielded. It reconnects by itself; `reconnects` counts the times it did, and
-    `last_event_id` is the position to persist (the id of the last event
-    yielded) and to pass back as `last_event_id` to resume.
+    `last_event_id` is the position to persist and to pass back as
+    `last_event_id` to resume: the id of the last event yielded on a
+    single-topic stream, the stream's cursor (`<base_ms>~<id>,<id>,...`, one id
+    per topic) on a multi-topic one. `Event.id` is always the event's own id.
 
     - `format`: `ndjson` or `sse`, the wire format (both yield the same objects).
-    - `last_event_id`: resume after this event; `tail`: start with the last N
-      retained events (when there is no resume point).
+    - `last_event_id`: resume from this position (an event id, or a cursor of a
+      multi-topic stream); `tail`: start with the last N retained events (when
+      there is no resume point).
     - `queue`, `overflow`: the stream's `?queue=` and `?overflow=` on the server.
     - `token`: a string, or a callable (sync or async) returning one; it is
       called again once on a 401 and when a stream ends with `token_expired`.
@@ -133,7 +137,8 @@ class Subscriber:
         self.url = url.rstrip("/")
         self.topics = tuple(dict.fromkeys(selectors))
         self.format = format
-        self.last_event_id = last_event_id
+        self._position = StreamPosition(is_multi(self.topics), last_event_id)
+        self._ask_base = False  # this connection asked `?tail=0` to learn the base: its `live` is not yielded
         self.tail = tail
         self.queue = queue
         self.overflow = overflow
@@ -149,8 +154,6 @@ class Subscriber:
         self._retry_hint_ms: int | None = None  # the SSE `retry:` field of the last stream
         self._failures = 0  # attempts in a row that delivered nothing
         self._failing_since: float | None = None
-        self._seen: deque[tuple[str, str]] = deque()
-        self._seen_set: set[tuple[str, str]] = set()
         self._state = _State.UNOPENED
         self._client: httpx.AsyncClient | None = None
         self._response: httpx.Response | None = None
@@ -158,6 +161,11 @@ class Subscriber:
         self._streams = 0  # streams opened so far
         self._iterating = False  # a task is inside __anext__
         self._closing = asyncio.Event()
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The position to persist and resume from (see the class); None before there is one."""
+        return self._position.value
 
     @property
     def heartbeat_timeout(self) -> float:
@@ -231,13 +239,17 @@ class Subscriber:
             decoder = decoder_for(self.format)
             end: Shutdown | Fault | None = None
             try:
-                async for item in self._read(response, decoder):
+                async for item, frame_id in self._read(response, decoder):
                     if isinstance(item, Event):
-                        if not self._first_time(item):
+                        if not self._position.first_time(item, frame_id):
                             continue
-                        self.last_event_id = item.id
+                    elif isinstance(item, Live):
+                        self._position.live(item)
+                        if self._ask_base:
+                            self._ask_base = False
+                            continue
                     elif isinstance(item, Reset):
-                        self._forget()  # a new history may reuse ids
+                        item = self._position.reset(item)  # a new history: its seqs start again
                     elif isinstance(item, Shutdown | Fault):
                         end = item
                     yield item
@@ -351,10 +363,14 @@ class Subscriber:
         request_headers["Cache-Control"] = "no-cache"
         params: list[tuple[str, str | int | float | bool | None]] = [("topic", t) for t in self.topics]
         params.append(("format", self.format))
+        self._ask_base = False
         if self.last_event_id is not None:
             request_headers["Last-Event-ID"] = self.last_event_id
         elif self.tail is not None:
             params.append(("tail", str(self.tail)))
+        elif self._position.multi:
+            params.append(("tail", "0"))  # for the `live` message and its cursor's base
+            self._ask_base = True
         if self.queue is not None:
             params.append(("queue", str(self.queue)))
         if self.overflow is not None:
@@ -369,8 +385,8 @@ class Subscriber:
             await response.aclose()
             raise ProtocolError(f"{self.url} answered 200 with {media_type or 'no content type'}, not a stream")
 
-    async def _read(self, response: httpx.Response, decoder: Decoder) -> AsyncIterator[Item]:
-        """The items of one stream; `_DeadConnection` when no byte came within the heartbeat timeout."""
+    async def _read(self, response: httpx.Response, decoder: Decoder) -> AsyncIterator[tuple[Item, str | None]]:
+        """The items of one stream with their SSE `id:`; `_DeadConnection` when no byte came in heartbeat_timeout."""
         loop = asyncio.get_running_loop()
         chunks = response.aiter_raw()
         previous_at = loop.time()
@@ -403,13 +419,14 @@ class Subscriber:
             for message in messages:
                 if message is KEEPALIVE:
                     continue
+                assert isinstance(message, Frame)
                 try:
-                    item = parse_message(message)  # type: ignore[arg-type]
+                    item = parse_message(message.message)
                 except ValueError as exc:
                     raise ProtocolError(f"{self.url}: {exc}") from None
                 if item is not None:
                     held = loop.time()
-                    yield item
+                    yield item, message.id
                     if loop.time() - held >= _BLOCKED_S:
                         fresh = False  # the consumer held us up: what comes next may have queued meanwhile
 
@@ -417,17 +434,3 @@ class Subscriber:
         """Learn the server's keepalive interval from a keepalive that came after `silence` seconds."""
         if fresh and silence >= _MIN_SILENCE_S and waited >= 0.9 * silence:
             self._learned_heartbeat_s = max(self._learned_heartbeat_s or 0.0, silence)
-
-    def _first_time(self, event: Event) -> bool:
-        key = (event.topic, event.id)
-        if key in self._seen_set:
-            return False
-        self._seen.append(key)
-        self._seen_set.add(key)
-        if len(self._seen) > DEDUP_WINDOW:
-            self._seen_set.discard(self._seen.popleft())
-        return True
-
-    def _forget(self) -> None:
-        self._seen.clear()
-        self._seen_set.clear()

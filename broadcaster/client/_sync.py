@@ -1,17 +1,18 @@
 """For scripts: `iter_events` (a `Subscriber` as a plain iterator) and `publish` (one event).
 
 `iter_events` drives the subscriber on an event loop of its own in the calling
-thread, one item at a time: between two items nothing runs, so the socket is
-not read while the script works on an item, as with the async API. It cannot
-run inside a running event loop (async code, a notebook cell): use
-`async with Subscriber(...)` there.
+thread, one item at a time (its `last_event_id` is the subscriber's, to
+persist): between two items nothing runs, so the socket is not read while
+the script works on an item, as with the async API. It cannot run inside a
+running event loop (async code, a notebook cell): use `async with
+Subscriber(...)` there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -40,13 +41,41 @@ def _signature_of(model: Callable[_P, Any]) -> Callable[[Callable[..., _R]], Cal
     return decorate
 
 
+class Events(Iterator[Item]):
+    """What `iter_events` returns: the items, and the subscriber's `last_event_id` and `reconnects`."""
+
+    def __init__(self, sub: Subscriber) -> None:
+        self.subscriber = sub
+        self._items: Generator[Item, None, None] = _iterate(sub)
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The position to persist and resume from (`Subscriber.last_event_id`)."""
+        return self.subscriber.last_event_id
+
+    @property
+    def reconnects(self) -> int:
+        return self.subscriber.reconnects
+
+    def __iter__(self) -> Events:
+        return self
+
+    def __next__(self) -> Item:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Close the stream (also done by leaving the loop, or at the end)."""
+        self._items.close()
+
+
 @_signature_of(Subscriber)
-def iter_events(*args: Any, **kwargs: Any) -> Iterator[Item]:
+def iter_events(*args: Any, **kwargs: Any) -> Events:
     """The items of `Subscriber(*args, **kwargs)` as a synchronous iterator, for scripts.
 
     Takes the same arguments as `Subscriber` and raises what it raises. The
     stream is open when the first item is asked for; leaving the loop (or
     closing the iterator) closes it. Ctrl-C raises `KeyboardInterrupt` as usual.
+    Its `last_event_id` is the position to persist (see `Subscriber`).
     """
     try:
         asyncio.get_running_loop()
@@ -54,18 +83,27 @@ def iter_events(*args: Any, **kwargs: Any) -> Iterator[Item]:
         pass
     else:
         raise RuntimeError("iter_events() is for synchronous code; in async code use `async with Subscriber(...)`")
-    return _iterate(Subscriber(*args, **kwargs))
+    return Events(Subscriber(*args, **kwargs))
 
 
-def _iterate(sub: Subscriber) -> Iterator[Item]:
+async def _next(sub: Subscriber) -> Item | None:
+    """The next item, or None at the end.
+
+    Not `anext(sub)` itself: a Ctrl-C that lands inside `Runner.run` after it made the task
+    leaves the task behind, which `aclose()` then ends; ended by `StopAsyncIteration`,
+    asyncio would print it as a "Task exception was never retrieved" traceback.
+    """
+    try:
+        return await anext(sub)
+    except StopAsyncIteration:
+        return None
+
+
+def _iterate(sub: Subscriber) -> Generator[Item, None, None]:
     with asyncio.Runner() as runner:
         try:
             runner.run(sub.__aenter__())
-            while True:
-                try:
-                    item = runner.run(anext(sub))
-                except StopAsyncIteration:
-                    return
+            while (item := runner.run(_next(sub))) is not None:
                 yield item
         finally:
             runner.run(sub.aclose())

@@ -1,20 +1,23 @@
 """Incremental decoders of the two stream formats: bytes in, decoded wire messages out.
 
 Both are fed the body's chunks as they arrive and return the messages that the
-chunk completed, as dicts (an event envelope or a control message), or
-`KEEPALIVE` for a keepalive. A line is bounded by `max_line_bytes`: a longer
-one is a `ProtocolError`, never a buffer that grows without end. An incomplete
-last line (the connection broke in the middle of it) is never decoded.
+chunk completed, as `Frame`s (the decoded dict, an event envelope or a control
+message, and the SSE `id:` of its frame), or `KEEPALIVE` for a keepalive. A
+line is bounded by `max_line_bytes`: a longer one is a `ProtocolError`, never a
+buffer that grows without end. An incomplete last line (the connection broke in
+the middle of it) is never decoded.
 
 SSE is parsed after the WHATWG rules this server's frames need: `data`,
 `event`, `id` and `retry` fields, comment lines, a frame dispatched at a blank
-line, a frame without data (the `retry:` preamble) not dispatched. Lines end
+line, a frame without data (the `retry:` preamble) not dispatched. A frame's id
+is the `id:` line of that frame only (the server sends one with every event and
+none with a control message, so nothing carries over). Lines end
 at LF or CRLF; a lone CR is not a line end here (the server never sends one).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 
@@ -32,7 +35,18 @@ class _Keepalive:
 #: What a decoder returns for a keepalive (an NDJSON heartbeat line or an SSE comment).
 KEEPALIVE: Final = _Keepalive()
 
-Decoded = dict[str, Any] | _Keepalive
+
+class Frame(NamedTuple):
+    """One wire message: the decoded JSON object and its SSE `id:` (None in NDJSON and for control messages).
+
+    On a multi-topic SSE stream the `id:` is the stream's cursor after the event, not the event's id.
+    """
+
+    message: dict[str, Any]
+    id: str | None = None
+
+
+Decoded = Frame | _Keepalive
 
 
 class Decoder(Protocol):
@@ -95,7 +109,7 @@ class NDJSONDecoder:
             if not line:
                 continue
             message = _json_object(line, "an NDJSON line")
-            out.append(KEEPALIVE if message.get("control") == "heartbeat" else message)
+            out.append(KEEPALIVE if message.get("control") == "heartbeat" else Frame(message))
         return out
 
 
@@ -106,6 +120,7 @@ class SSEDecoder:
         self._lines = _Lines(max_line_bytes)
         self._data: list[bytes] = []
         self._size = 0
+        self._id: str | None = None
         self.retry_ms: int | None = None
 
     def feed(self, chunk: bytes) -> list[Decoded]:
@@ -115,7 +130,8 @@ class SSEDecoder:
             if not line:
                 if self._data:
                     data, self._data, self._size = b"\n".join(self._data), [], 0
-                    out.append(_json_object(data, "an SSE data field"))
+                    out.append(Frame(_json_object(data, "an SSE data field"), self._id))
+                self._id = None
                 continue
             if line.startswith(b":"):
                 out.append(KEEPALIVE)
@@ -127,9 +143,11 @@ class SSEDecoder:
                 if self._size > self._lines.limit:
                     raise ProtocolError(f"the server sent an SSE frame over {self._lines.limit} bytes")
                 self._data.append(value)
+            elif name == b"id" and b"\0" not in value:
+                self._id = value.decode("utf-8", "replace")
             elif name == b"retry" and value.isdigit():
                 self.retry_ms = int(value)
-            # `id` and `event` repeat what the envelope holds; other fields are ignored, as the spec says.
+            # `event` repeats what the envelope holds; other fields are ignored, as the spec says.
         return out
 
 

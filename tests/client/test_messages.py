@@ -12,14 +12,36 @@ from broadcaster.client._messages import parse_message
     ("message", "expected"),
     [
         (
-            {"control": "gap", "dropped": 4, "first_id": "1-1", "last_id": "1-4"},
-            Gap("gap", {"dropped": 4, "first_id": "1-1", "last_id": "1-4"}, 4, "1-1", "1-4", None),
+            {"control": "gap", "dropped": 4, "first_id": "3f2a9c1e.b41d07aa.1", "last_id": "3f2a9c1e.b41d07aa.4"},
+            Gap(
+                "gap",
+                {"dropped": 4, "first_id": "3f2a9c1e.b41d07aa.1", "last_id": "3f2a9c1e.b41d07aa.4"},
+                4,
+                "3f2a9c1e.b41d07aa.1",
+                "3f2a9c1e.b41d07aa.4",
+                None,
+            ),
         ),
         (
-            {"control": "reset", "reason": "lost", "last_event_id": "9-9", "topics": ["a", "b"]},
-            Reset("reset", {"reason": "lost", "last_event_id": "9-9", "topics": ["a", "b"]}, "lost", "9-9", ("a", "b")),
+            {"control": "reset", "reason": "lost", "last_event_id": "9c0de1f2.0a1b2c3d.9", "topics": ["a", "b"]},
+            Reset(
+                "reset",
+                {"reason": "lost", "last_event_id": "9c0de1f2.0a1b2c3d.9", "topics": ["a", "b"]},
+                "lost",
+                "9c0de1f2.0a1b2c3d.9",
+                ("a", "b"),
+            ),
         ),
         ({"control": "live", "replayed": 7}, Live("live", {"replayed": 7}, 7)),
+        (
+            {"control": "live", "replayed": 0, "cursor": "1795384978745~3f2a9c1e.b41d07aa.4"},
+            Live(
+                "live",
+                {"replayed": 0, "cursor": "1795384978745~3f2a9c1e.b41d07aa.4"},
+                0,
+                "1795384978745~3f2a9c1e.b41d07aa.4",
+            ),
+        ),
         (
             {"control": "shutdown", "reason": "server stopping", "retry_ms": 3100},
             Shutdown("shutdown", {"reason": "server stopping", "retry_ms": 3100}, "server stopping", 3100),
@@ -29,14 +51,15 @@ from broadcaster.client._messages import parse_message
         ({"control": "epoch", "value": 3}, Control("epoch", {"value": 3})),
         ({"control": "heartbeat"}, None),
         (
-            {"id": "5-1", "topic": "t", "type": "reading", "ts": 5, "data": None},
-            Event("5-1", "t", "reading", 5, None),
+            {"id": "3f2a9c1e.b41d07aa.5", "topic": "t", "type": "reading", "ts": 5, "data": None},
+            Event("3f2a9c1e.b41d07aa.5", "t", "reading", 5, None),
         ),
     ],
     ids=[
         "gap",
         "reset",
         "live",
+        "live-with-cursor",
         "shutdown",
         "fault-as-error",
         "fault-renamed",
@@ -64,9 +87,9 @@ def test_parse_message_tolerates_fields_of_the_wrong_type():
 @pytest.mark.parametrize(
     "message",
     [
-        {"id": "1-1", "topic": "t", "type": "message", "ts": 1},
+        {"id": "3f2a9c1e.b41d07aa.1", "topic": "t", "type": "message", "ts": 1},
         {"id": 1, "topic": "t", "type": "message", "ts": 1, "data": 1},
-        {"id": "1-1", "topic": "t", "type": "message", "ts": "1", "data": 1},
+        {"id": "3f2a9c1e.b41d07aa.1", "topic": "t", "type": "message", "ts": "1", "data": 1},
         {"control": 5},
     ],
     ids=["no-data", "numeric-id", "string-ts", "numeric-control"],

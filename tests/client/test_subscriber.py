@@ -11,15 +11,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from broadcaster import Control, InvalidEventType, InvalidTopic
+from broadcaster import Control, InvalidEventType, InvalidTopic, Settings, parse_cursor, topic_tag
 from broadcaster.client import (
     Event,
     Live,
     ProtocolError,
     Published,
     RequestRefused,
+    Reset,
     Retry,
     ServerUnavailable,
+    Shutdown,
     Subscriber,
     iter_events,
     publish,
@@ -49,13 +51,21 @@ async def test_subscriber_yields_replay_live_then_events_of_every_selector(make_
             ]
             items = await take_events(sub, 3)
         assert not sub.connected
+    live = items[1]
+    assert isinstance(live, Live) and live.cursor is not None
     assert items == [
         Event(before.id, "orders", "message", before.ts, {"n": 0}),
-        Live("live", {"replayed": 1}, 1),
+        Live("live", {"replayed": 1, "cursor": live.cursor}, 1, live.cursor),
         Event(later[0].id, "sensors.kitchen", "reading", later[0].ts, {"t": 21.5}),
         Event(later[1].id, "orders", "message", later[1].ts, [1, "two", None]),
     ]
-    assert sub.last_event_id == later[1].id
+    # A multi-topic stream's position is its cursor: the base it started from, the last id of each topic.
+    started, position = parse_cursor(live.cursor), parse_cursor(sub.last_event_id or "")
+    assert started.positions == {} and position.base_ms == started.base_ms and not position.truncated
+    assert position.positions == {
+        topic_tag("orders"): (later[1].id.split(".")[1], 2),
+        topic_tag("sensors.kitchen"): (later[0].id.split(".")[1], 1),
+    }
 
 
 async def test_subscriber_resumes_after_a_persisted_position(make_settings):
@@ -64,7 +74,59 @@ async def test_subscriber_resumes_after_a_persisted_position(make_settings):
         async with Subscriber(server.url, "jobs", last_event_id=published[1].id) as sub:
             items = await take(sub, lambda items: isinstance(items[-1], Live))
     assert [(e.id, e.data) for e in events(items)] == [(p.id, n) for n, p in enumerate(published)][2:]
-    assert items[-1] == Live("live", {"replayed": 2}, 2)
+    live = items[-1]
+    assert isinstance(live, Live) and live.replayed == 2
+    assert live.cursor is not None and live.cursor.endswith("~" + published[1].id)  # where the stream started
+    assert sub.last_event_id == published[3].id  # one topic: the position is the last event's id
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "sse"])
+async def test_subscriber_multi_topic_position_resumes_every_topic_exactly(make_settings, fmt):
+    """The persisted cursor of a multi-topic stream replays what each topic missed, a pattern's new topic too."""
+    with thread_server(make_settings()) as server:
+        first = [await _publish(server.url, t, n) for n, t in enumerate(["a", "b.x", "a", "b.x", "a"])]
+        async with Subscriber(server.url, ["a", "b.*", "quiet"], format=fmt, tail=5) as sub:
+            items = await take(sub, lambda items: isinstance(items[-1], Live))  # the base comes with `live`
+            assert [e.id for e in events(items)] == [p.id for p in first]
+            position = sub.last_event_id
+        assert position is not None and "~" in position
+        missed = [await _publish(server.url, t, n) for n, t in enumerate(["b.x", "a", "b.new", "quiet", "b.x"])]
+        async with Subscriber(server.url, ["a", "b.*", "quiet"], format=fmt, last_event_id=position) as sub:
+            items = await take(sub, lambda items: isinstance(items[-1], Live))
+            later = await _publish(server.url, "b.new", "live")
+            items += await take_events(sub, 1)
+    assert not any(isinstance(item, Reset) for item in items), items
+    replayed = events(items)
+    assert sorted(e.id for e in replayed[:-1]) == sorted(p.id for p in missed)  # each missed event once
+    for topic in ("a", "b.x", "b.new", "quiet"):  # and each topic's in its order
+        assert [e.id for e in replayed if e.topic == topic] == [p.id for p in [*missed, later] if p.topic == topic]
+    assert items[-2] == Live("live", items[-2].fields, 5, _cursor_of(items[-2]))
+
+
+def _cursor_of(item: object) -> str | None:
+    """The `cursor` of a `Live`."""
+    return item.cursor if isinstance(item, Live) else None
+
+
+async def test_subscriber_multi_topic_stream_resumes_from_its_base_before_any_event(make_settings):
+    """No event yet, but the stream's base (from `live`) is a resume point: what came meanwhile is replayed."""
+    with thread_server(make_settings()) as server:
+        async with Subscriber(server.url, ["calm", "calm.*"], retry=Retry(0.05, cap_s=0.1)) as sub:
+            receiving = asyncio.create_task(take(sub, lambda items: isinstance(items[-1], Live)))
+            try:
+                await eventually(lambda: sub.last_event_id is not None, within=5, what="the base from `live`")
+                assert (sub.last_event_id or "").endswith("~")  # a base and no id yet
+                _end_streams_now(server, Control("shutdown", {"reason": "test", "retry_ms": 2000}))
+                await eventually(lambda: not sub.connected, within=5, what="the stream ended")
+                away = await _publish(server.url, "calm.new", "while away")
+                items = await receiving
+            finally:
+                receiving.cancel()
+    assert isinstance(items[0], Shutdown) and items[0].retry_ms == 2000, items
+    assert items[1:] == [
+        Event(away.id, "calm.new", "message", away.ts, "while away"),  # replayed: no reset, nothing lost
+        Live("live", items[2].fields, 1, _cursor_of(items[2])),  # type: ignore[union-attr]
+    ]
 
 
 async def test_subscriber_entered_means_subscribed_and_leaving_unsubscribes(make_settings):
@@ -197,16 +259,18 @@ async def test_subscriber_closed_by_another_task_ends_the_iteration_cleanly(make
         sub = Subscriber(server.url, "bye", retry=Retry(initial_s=5.0, cap_s=5.0))
         async with sub:
             waiting = asyncio.create_task(take(sub, lambda items: False, within=30))
-            _end_streams_now(server)  # the stream ends: the subscriber waits up to 5 s to reconnect
+            _end_streams_now(
+                server, Control("fault", {"reason": "test"})
+            )  # the stream ends: the subscriber waits up to 5 s to reconnect
             await eventually(lambda: not sub.connected, within=5, what="the stream ended")
         async with asyncio.timeout(2):  # not the 5 s of the backoff
             with pytest.raises(AssertionError, match="the subscriber stopped"):
                 await waiting
 
 
-def _end_streams_now(server) -> None:
+def _end_streams_now(server, end: Control) -> None:
     hub = server.app.state.hub
-    hub._pump_task.get_loop().call_soon_threadsafe(hub.end_streams, lambda: Control("fault", {"reason": "test"}))
+    hub._pump_task.get_loop().call_soon_threadsafe(hub.end_streams, lambda: end)
 
 
 async def test_subscriber_gives_up_after_the_retry_budget_naming_the_cause():
@@ -219,14 +283,52 @@ async def test_subscriber_gives_up_after_the_retry_budget_naming_the_cause():
     assert not sub.connected
 
 
-def test_subscriber_drops_an_event_seen_before_and_remembers_a_bounded_window():
-    from broadcaster.client._subscriber import DEDUP_WINDOW
+def test_subscriber_drops_an_event_seen_before_per_topic_by_epoch_and_seq():
+    from broadcaster.client._position import DEDUP_TOPICS, StreamPosition
 
-    sub = Subscriber("http://127.0.0.1:1", "t")
-    first = Event("1-1", "t", "message", 1, None)
-    assert sub._first_time(first) and not sub._first_time(first)
-    assert sub._first_time(Event("1-1", "other", "message", 1, None))  # ids are per topic
-    for n in range(2 * DEDUP_WINDOW):
-        sub._first_time(Event(f"2-{n}", "t", "message", 2, n))
-    assert len(sub._seen) == len(sub._seen_set) == DEDUP_WINDOW
-    assert sub._first_time(first)  # long forgotten
+    def event(topic: str, epoch: str, seq: int) -> Event:
+        return Event(f"{topic_tag(topic)}.{epoch}.{seq}", topic, "message", 1, seq)
+
+    position = StreamPosition(True, None)
+    assert position.first_time(event("t", "0000000a", 5), None)
+    assert not position.first_time(event("t", "0000000a", 5), None)  # the same event again
+    assert not position.first_time(event("t", "0000000a", 4), None)  # an older one of the same history
+    assert position.first_time(event("other", "0000000a", 2), None)  # other topics have their own seqs
+    assert position.first_time(event("t", "0000000b", 1), None)  # a new history starts again at 1
+    assert position.first_time(event("t", "0000000b", 2), None)
+    position.reset(Reset("reset", {}, "lost", None, ("t",)))  # the history of t is gone: it may start again
+    assert position.first_time(event("t", "0000000b", 1), None)
+    for n in range(DEDUP_TOPICS + 1):
+        position.first_time(event(f"many.{n}", "0000000a", 1), None)
+    assert len(position._seqs) == DEDUP_TOPICS  # bounded: the least recent topic is forgotten
+    assert position.first_time(event("other", "0000000a", 2), None)
+
+
+def test_subscriber_cursor_built_on_ndjson_is_bounded_and_says_so():
+    from broadcaster.client._position import MAX_CURSOR_IDS, StreamPosition
+
+    position = StreamPosition(True, None)
+    position.live(Live("live", {}, 0, "1795384978745~"))
+    ids = [f"{topic_tag(f'p.{n}')}.0000000a.1" for n in range(MAX_CURSOR_IDS + 2)]
+    for n, event_id in enumerate(ids):
+        position.first_time(Event(event_id, f"p.{n}", "message", 1, None), None)
+    cursor = position.value or ""
+    assert cursor == "1795384978745!~" + ",".join(ids[2:])  # the two least recent dropped, and `!` says so
+    assert len(parse_cursor(cursor).positions) == MAX_CURSOR_IDS
+    assert MAX_CURSOR_IDS == Settings().max_topics_per_stream  # the server's default bound of its own cursor
+
+
+def test_subscriber_cursor_from_a_bare_id_takes_the_base_of_live_and_keeps_the_ids_yielded():
+    """A multi-topic stream resumed from one id (no base): `live` tells the base; what was replayed stays."""
+    from broadcaster.client._position import StreamPosition
+
+    a1, a2, b1 = (f"{topic_tag(t)}.0000000a.{n}" for t, n in [("a", 1), ("a", 2), ("b.x", 1)])
+    position = StreamPosition(True, a1)
+    assert position.value == a1
+    assert not position.first_time(Event(a1, "a", "message", 1, None), None)  # the resume point is not yielded again
+    assert position.first_time(Event(b1, "b.x", "message", 1, None), None)  # replayed before `live`
+    assert position.value == f"{a1},{b1}"  # no base yet: the ids only
+    position.live(Live("live", {}, 1, f"1795384978745~{a1}"))
+    assert position.value == f"1795384978745~{a1},{b1}"
+    assert position.first_time(Event(a2, "a", "message", 1, None), None)
+    assert position.value == f"1795384978745~{b1},{a2}"  # most recently yielded last

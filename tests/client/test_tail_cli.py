@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -73,18 +74,46 @@ async def tail(*args: str, **env: str) -> AsyncIterator[Tail]:
             await process.wait()
 
 
+def _resume_hint(stderr: str) -> str:
+    """The position `broadcaster tail` prints when it stops: `-- to resume: --from-id '<position>' --`."""
+    match = re.search(r"^-- to resume: --from-id '([^']+)' --$", stderr, re.MULTILINE)
+    assert match, f"no resume hint in {stderr!r}"
+    return match[1]
+
+
 async def test_tail_cli_tail_n_and_from_id_start_where_asked(make_settings):
     with thread_server(make_settings()) as server:
         sent = [publish(server.url, "log", n) for n in range(5)]
         async with tail("log", "--url", server.url, "--tail", "2") as child:
             assert [line.get("id") for line in await child.lines(2)] == [p.id for p in sent[3:]]
-            assert await child.line() == {"control": "live", "replayed": 2}
-            assert await child.stop() == (130, "")
+            live = await child.line()
+            assert live == {"control": "live", "replayed": 2, "cursor": live["cursor"]}
+            status, stderr = await child.stop()
+        assert status == 130 and _resume_hint(stderr) == sent[4].id  # one topic: the last event's id
         async with tail("log", "--url", server.url, "--from-id", sent[1].id) as child:
             lines = await child.lines(4)
             assert [line.get("data") for line in lines] == [2, 3, 4, None]
-            assert lines[-1] == {"control": "live", "replayed": 3}
+            assert lines[-1] == {"control": "live", "replayed": 3, "cursor": lines[-1]["cursor"]}
+            assert lines[-1]["cursor"].endswith("~" + sent[1].id)  # the stream started from that id
             assert (await child.stop())[0] == 130
+
+
+async def test_tail_cli_several_topics_resume_from_the_printed_cursor(make_settings):
+    """On several topics the position is a cursor: tail prints it when it stops, and --from-id resumes every topic."""
+    with thread_server(make_settings()) as server:
+        seen = [publish(server.url, topic, n) for n, topic in enumerate(["app.web", "db", "app.web"])]
+        async with tail("app.*", "db", "--url", server.url, "--tail", "3") as child:
+            assert [line.get("id") for line in await child.lines(3)] == [p.id for p in seen]
+            assert (await child.line())["control"] == "live"
+            status, stderr = await child.stop()
+        cursor = _resume_hint(stderr)
+        assert status == 130 and "~" in cursor
+        missed = [publish(server.url, topic, n) for n, topic in enumerate(["db", "app.api", "app.web"])]
+        async with tail("app.*", "db", "--url", server.url, "--from-id", cursor) as child:
+            lines = await child.lines(4)
+    assert "reset" not in [line.get("control") for line in lines]
+    assert sorted(line["id"] for line in lines[:3]) == sorted(p.id for p in missed)  # each missed event once
+    assert lines[3]["control"] == "live" and lines[3]["replayed"] == 3
 
 
 async def test_tail_cli_survives_a_server_restart_and_prints_each_event_once():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from broadcaster.client import ProtocolError
-from broadcaster.client._wire import KEEPALIVE, NDJSONDecoder, SSEDecoder
+from broadcaster.client._wire import KEEPALIVE, Frame, NDJSONDecoder, SSEDecoder
 
-EVENT = b'{"id":"1-1","topic":"t","type":"message","ts":1,"data":{"n":1}}'
-EVENT_DICT = {"id": "1-1", "topic": "t", "type": "message", "ts": 1, "data": {"n": 1}}
+EVENT = b'{"id":"3f2a9c1e.b41d07aa.1","topic":"t","type":"message","ts":1,"data":{"n":1}}'
+EVENT_DICT = {"id": "3f2a9c1e.b41d07aa.1", "topic": "t", "type": "message", "ts": 1, "data": {"n": 1}}
 GAP = b'{"control":"gap","dropped":3}'
 
 
@@ -22,12 +22,13 @@ def _feed_in_pieces(decoder, body: bytes, size: int):
 @pytest.mark.parametrize("size", [1, 2, 7, 64, 10_000], ids=lambda s: f"chunks-of-{s}")
 def test_ndjson_decoder_same_messages_whatever_the_chunking(size):
     body = EVENT + b"\n" + b'{"control":"heartbeat"}\n' + GAP + b"\r\n\n"
-    assert _feed_in_pieces(NDJSONDecoder(), body, size) == [EVENT_DICT, KEEPALIVE, {"control": "gap", "dropped": 3}]
+    expected = [Frame(EVENT_DICT, None), KEEPALIVE, Frame({"control": "gap", "dropped": 3}, None)]
+    assert _feed_in_pieces(NDJSONDecoder(), body, size) == expected
 
 
 def test_ndjson_decoder_never_decodes_an_unfinished_last_line():
     decoder = NDJSONDecoder()
-    assert decoder.feed(EVENT + b"\n" + EVENT[:20]) == [EVENT_DICT]  # the connection broke mid-line
+    assert decoder.feed(EVENT + b"\n" + EVENT[:20]) == [Frame(EVENT_DICT)]  # the connection broke mid-line
 
 
 @pytest.mark.parametrize(
@@ -46,23 +47,25 @@ def test_ndjson_decoder_refuses_what_is_not_a_stream(body, message):
 
 
 @pytest.mark.parametrize("size", [1, 3, 4096], ids=lambda s: f"chunks-of-{s}")
-def test_sse_decoder_frames_keepalives_and_retry(size):
+def test_sse_decoder_frames_keepalives_retry_and_each_frames_id(size):
+    cursor = b"1795384978745~9c0de1f2.0a1b2c3d.7,3f2a9c1e.b41d07aa.1"  # a multi-topic stream's id: its cursor
     body = (
         b"retry: 3500\n\n"  # the preamble: no data, so no message
-        b"id: 1-1\nevent: reading\ndata: " + EVENT + b"\n\n"
+        b"id: " + cursor + b"\nevent: reading\ndata: " + EVENT + b"\n\n"
         b": keepalive\n\n"
-        b"event: gap\r\ndata: " + GAP + b"\r\n\r\n"
+        b"event: gap\r\ndata: " + GAP + b"\r\n\r\n"  # a control message: no id, and none carried over
         b"data: " + EVENT[:30] + b"\n"  # the start of a frame never finished
     )
     decoder = SSEDecoder()
-    assert _feed_in_pieces(decoder, body, size) == [EVENT_DICT, KEEPALIVE, {"control": "gap", "dropped": 3}]
+    expected = [Frame(EVENT_DICT, cursor.decode()), KEEPALIVE, Frame({"control": "gap", "dropped": 3}, None)]
+    assert _feed_in_pieces(decoder, body, size) == expected
     assert decoder.retry_ms == 3500
 
 
 def test_sse_decoder_joins_data_lines_and_ignores_unknown_fields():
     decoder = SSEDecoder()
     messages = decoder.feed(b'data: {"control":\ndata: "live", "replayed": 2}\nfoo: bar\nretry: soon\n\n')
-    assert messages == [{"control": "live", "replayed": 2}]
+    assert messages == [Frame({"control": "live", "replayed": 2}, None)]
     assert decoder.retry_ms is None  # not a number: ignored, as the spec says
 
 
