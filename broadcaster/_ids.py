@@ -178,6 +178,21 @@ class StreamCursor:
         self._recent[slot] = self._n
         return self._head + b",".join(self._parts)
 
+    def place(self, topic: str, event_id: str) -> None:
+        """Set a topic's position without a delivery (a topic whose history was lost moves to the new one)."""
+        self.advance(topic, event_id.encode())
+
+    def forget(self, topic: str) -> None:
+        """Drop a topic's position: a resume then replays the topic from `base_ms`."""
+        slot = self._slots.pop(topic, None)
+        if slot is None:
+            slot = self._tags.pop(topic_tag(topic), None)
+        if slot is None:
+            return
+        del self._parts[slot], self._recent[slot]
+        self._slots = {t: s - (s > slot) for t, s in self._slots.items()}
+        self._tags = {t: s - (s > slot) for t, s in self._tags.items()}
+
     def text(self) -> str:
         """The cursor as a resume point: `<base_ms>[!]~<id>,<id>,...`."""
         return (self._head + b",".join(self._parts)).decode()

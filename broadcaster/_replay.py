@@ -34,7 +34,7 @@ from typing import Any
 from ._event import Control, Event
 from ._exceptions import BackendUnavailable
 from ._hub import Hub
-from ._ids import Cursor, Position
+from ._ids import Cursor, Position, StreamCursor, format_id
 from ._subscription import Item, Subscription
 from ._topics import is_pattern
 from .backends import HistoryPage
@@ -100,6 +100,9 @@ class Replay:
         self._resets: list[Control] = []
         #: A multi-topic stream's starting cursor (`_ids.StreamCursor.text()`): `live` carries it.
         self.cursor: str | None = None
+        #: A multi-topic stream's own cursor: `prepare` moves the topics it resets to where their
+        #: history stands, so the next resume does not announce the same loss again.
+        self.stream_cursor: StreamCursor | None = None
 
     async def _stream_topics(self) -> list[str]:
         topics = dict.fromkeys(s for s in self.selectors if not is_pattern(s))
@@ -118,7 +121,20 @@ class Replay:
         else:
             assert self.after is not None
             await self._prepare_resume(topics, self.after)
+        if self.stream_cursor is not None:
+            self._move_reset_topics(self.stream_cursor)
+            self.cursor = self.stream_cursor.text()
         self.prepared = True
+
+    def _move_reset_topics(self, cursor: StreamCursor) -> None:
+        """A topic the resume announces `reset` for: its position becomes where its history stands now."""
+        for control in self._resets:
+            for topic in control.fields.get("topics", ()):
+                floor = self.floors.get(topic)
+                if floor is None:
+                    cursor.forget(topic)  # no history at all: a later resume replays it from the base
+                else:
+                    cursor.place(topic, format_id(topic, *floor))
 
     async def _prepare_tail(self, topics: list[str], count: int) -> None:
         if count == 0:

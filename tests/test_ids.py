@@ -42,3 +42,19 @@ def test_ids_stream_cursor_round_trips_and_is_bounded():
     parsed = parse_cursor(text.decode())
     assert parsed.truncated and parsed.position("b") is None and parsed.position("d") == ("00000001", 5)
     assert len(text) <= 16 + 3 * 38
+
+
+def test_ids_stream_cursor_place_and_forget_a_topic():
+    """A topic whose history was lost moves to its new history (place) or leaves the cursor (forget)."""
+    start = parse_cursor(f"1700000000000~{format_id('a', '00000001', 3)},{format_id('b', '00000001', 4)}")
+    cursor = StreamCursor(1700000000000, limit=8, start=start)
+    cursor.place("a", format_id("a", "00000002", 7))
+    assert parse_cursor(cursor.text()).position("a") == ("00000002", 7)
+    cursor.forget("b")
+    parsed = parse_cursor(cursor.text())
+    assert parsed.position("b") is None and parsed.position("a") == ("00000002", 7)
+    text = cursor.advance("c", format_id("c", "00000001", 1).encode())  # slots still line up after the removal
+    parsed = parse_cursor(text.decode())
+    assert parsed.position("a") == ("00000002", 7) and parsed.position("c") == ("00000001", 1)
+    cursor.forget("nowhere")  # a topic it never held: nothing changes
+    assert cursor.text() == text.decode()

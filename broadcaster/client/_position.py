@@ -55,6 +55,8 @@ class StreamPosition:
         self._base: str | None = None
         self._truncated = False
         self._ids: OrderedDict[str, str] = OrderedDict()
+        #: Tags of the topics a `reset` named since the last `live`: `live` says where they stand now.
+        self._reset_tags: set[str] = set()
         if start is not None:
             self._restart(start)
 
@@ -97,11 +99,28 @@ class StreamPosition:
         return True
 
     def live(self, live: Live) -> None:
-        """A `live` message: on a multi-topic stream its cursor gives the base when the client has none."""
-        if not self.multi or live.cursor is None or self._base is not None:
+        """A `live` message: on a multi-topic stream its cursor gives the base when the client has none.
+
+        It also gives where the topics a `reset` just named stand now (the server moved them
+        to their new history, or dropped them), so the next resume does not announce the
+        same loss again.
+        """
+        reset_tags, self._reset_tags = self._reset_tags, set()
+        if not self.multi or live.cursor is None:
             return
         head = _HEAD_RE.match(live.cursor)
         if head is None:
+            return
+        if reset_tags:
+            current = {i.partition(".")[0]: i for i in live.cursor[head.end() :].split(",") if i}
+            for tag in reset_tags:
+                if tag in current:
+                    self._ids[tag] = current[tag]
+                    self._ids.move_to_end(tag)
+                else:
+                    self._ids.pop(tag, None)
+            self.value = self._text()
+        if self._base is not None:
             return
         self._base, self._truncated = head[1], self._truncated or bool(head[2])
         for event_id in reversed(live.cursor[head.end() :].split(",") if live.cursor[head.end() :] else []):
@@ -118,6 +137,7 @@ class StreamPosition:
         last = [(tag, self._seqs[tag]) for tag in tags if tag in self._seqs]
         for tag, _ in last:
             del self._seqs[tag]
+        self._reset_tags.update(tags)
         if reset.last_event_id is None and len(reset.topics) == 1 and len(last) == 1:
             tag, (epoch, seq) = last[0]
             return Reset(reset.name, reset.fields, reset.reason, f"{tag}.{epoch}.{seq}", reset.topics)

@@ -214,11 +214,6 @@ async def test_restarts_before_any_event_the_client_announces_it_had_no_resume_p
     assert items[0].fields["source"] == "client"  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: after a `reset` for a topic with nothing new, the stream's cursor keeps the lost id, so every "
-    "later resume announces the same loss again (the cursor could take the topic's current epoch and newest seq)",
-)
 @pytest.mark.parametrize("fmt", ["ndjson", "sse"])
 async def test_restarts_a_loss_announced_once_is_not_announced_again_at_the_next_reconnect(make_settings, fmt):
     first = ThreadServer(make_settings(retry_ms=200, heartbeat_s=0.5))

@@ -149,6 +149,10 @@ async def open_stream(
     sub = await hub.subscribe(request.selectors, queue_size=request.queue, overflow=request.overflow)
     replay: Replay | DeepReplay | None = None
     opening = None
+    encoder = request.encoder
+    cursor = _stream_cursor(settings, request) if request.multi else None
+    if cursor is not None and encoder is SSE_ENVELOPE:  # multi-topic SSE: each event's `id:` is the stream's cursor
+        encoder = SSEEncoder(envelope=True, cursor=cursor)
     try:
         if request.after is not None or request.tail is not None:
             tail = None if request.after is not None else request.tail
@@ -156,6 +160,11 @@ async def open_stream(
                 replay = DeepReplay(hub, archive.catalog, request.selectors, after=request.after)
             else:
                 replay = Replay(hub, request.selectors, after=request.after, tail=tail)
+            if cursor is not None:
+                # `live` says where the stream starts (NDJSON clients build on it); the replay moves
+                # the topics it resets, so that the next resume does not announce the same loss.
+                replay.stream_cursor = cursor
+                replay.cursor = cursor.text()
             try:
                 await replay.prepare()
             except BackendUnavailable:
@@ -165,13 +174,6 @@ async def open_stream(
     except BaseException:
         sub.close()
         raise
-    encoder = request.encoder
-    if request.multi:
-        cursor = _stream_cursor(settings, request)
-        if replay is not None:
-            replay.cursor = cursor.text()  # `live` says where the stream starts (NDJSON clients build on it)
-        if encoder is SSE_ENVELOPE:  # a multi-topic SSE stream: each event's `id:` is the stream's cursor
-            encoder = SSEEncoder(envelope=True, cursor=cursor)
     return EventStream(
         sub,
         encoder,
