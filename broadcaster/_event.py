@@ -72,6 +72,7 @@ class Event:
         "envelope_frame",
         "ndjson_line",
         "id_bytes",
+        "envelope_tail",
     )
 
     def __init__(
@@ -101,6 +102,8 @@ class Event:
         self.ndjson_line: bytes | None = None
         #: The id as ASCII bytes, once an encoder needed it.
         self.id_bytes: bytes | None = None
+        #: The multi-topic SSE frame after its `id:` line, closed as an HTTP chunk (`SSEEncoder.chunk_parts`).
+        self.envelope_tail: bytes | None = None
 
     def __repr__(self) -> str:
         return f"Event(topic={self.topic!r}, id={self.id!r}, type={self.type!r}, data={self.data[:40]!r})"

@@ -83,9 +83,11 @@ class _Subscriber(asyncio.Protocol):
 class _Side:
     """One server under test: its process, subscribers and publishing connection."""
 
-    def __init__(self, name: str, tree_dir: Path) -> None:
+    def __init__(self, name: str, tree_dir: Path, path: str = f"/topics/{TOPIC}/events") -> None:
         self.name = name
         self.tree = tree_dir
+        #: What the subscribers open (`--subscribe-path`: e.g. a multi-topic stream that includes TOPIC).
+        self.path = path
         self.port = free_port()
         self.counter = _Counter()
         self.process: asyncio.subprocess.Process | None = None
@@ -112,7 +114,7 @@ class _Side:
 
     async def subscribe(self, count: int) -> None:
         loop = asyncio.get_running_loop()
-        head = request_head("GET", HOST, self.port, f"/topics/{TOPIC}/events", {"Accept": "text/event-stream"})
+        head = request_head("GET", HOST, self.port, self.path, {"Accept": "text/event-stream"})
         for _ in range(count):
             transport, protocol = await loop.create_connection(lambda: _Subscriber(self.counter), HOST, self.port)
             transport.write(head)
@@ -189,7 +191,7 @@ def _commit(tree_dir: Path) -> str:
 
 async def _phase(args: argparse.Namespace, first: Path, second: Path) -> tuple[list[float], list[float]]:
     """Start `first`, then `second`, and run the alternating trials; each side's CPU us per delivery."""
-    sides = [_Side("first", first), _Side("second", second)]
+    sides = [_Side("first", first, args.subscribe_path), _Side("second", second, args.subscribe_path)]
     try:
         for side in sides:
             await side.start()
@@ -243,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subscribers", type=int, default=1000)
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--events", type=int, default=100, help="events per trial")
+    p.add_argument(
+        "--subscribe-path",
+        default=f"/topics/{TOPIC}/events",
+        help=f"what each subscriber opens; it must receive topic {TOPIC!r} (e.g. /events?topic={TOPIC}&topic=other)",
+    )
     p.add_argument("--size", type=int, default=200, help="event data bytes")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds one event may take to reach everyone")
     args = p.parse_args(argv)

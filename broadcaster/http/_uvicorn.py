@@ -79,6 +79,14 @@ class Connection:
         transport.write(chunk)
         return True
 
+    def try_write_parts(self, parts: tuple[bytes, bytes]) -> bool:
+        """`try_write_framed` for one chunk given in parts (written together: one writev, no join)."""
+        transport = self._transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        transport.writelines(parts)
+        return True
+
     def abort(self) -> None:
         """Close the socket at once; uvicorn then wakes a send() stuck on it, which returns."""
         self._transport.abort()

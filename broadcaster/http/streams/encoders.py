@@ -126,15 +126,30 @@ class SSEEncoder(_Framing):
         `_ids.StreamCursor`), so the one `Last-Event-ID` a browser keeps resumes every topic;
         the rest of the frame is built once per event and cached on it.
         """
-        body = event.envelope_frame
-        if body is None:
-            event_line = b"" if event.type == "message" else b"event: " + event.type.encode() + b"\n"
-            body = event.envelope_frame = event_line + b"data: " + _ndjson_line(event)[:-1] + b"\n\n"
+        body = event.envelope_frame or _envelope_body(event)
         id_bytes = event.id_bytes
         if id_bytes is None:
             id_bytes = event.id_bytes = event.id.encode()
         cursor = self.cursor
         return b"".join((b"id: ", id_bytes if cursor is None else cursor.advance(event.topic, id_bytes), b"\n", body))
+
+    def chunk_parts(self, event: Event) -> tuple[bytes, bytes]:
+        """A multi-topic SSE event as one HTTP chunk in two parts: this stream's head, the shared tail.
+
+        The head is the chunk size and the `id:` line (the stream's cursor); the tail, the rest
+        of the frame and the chunk's CRLF, is built once per event and shared by every stream,
+        so the socket write copies one hot buffer for all of them and a small one per stream.
+        """
+        tail = event.envelope_tail
+        if tail is None:
+            tail = event.envelope_tail = (event.envelope_frame or _envelope_body(event)) + b"\r\n"
+        id_bytes = event.id_bytes
+        if id_bytes is None:
+            id_bytes = event.id_bytes = event.id.encode()
+        assert self.cursor is not None
+        position = self.cursor.advance(event.topic, id_bytes)
+        size = 5 + len(position) + len(tail) - 2
+        return b"%x\r\nid: %b\n" % (size, position), tail
 
     def control(self, control: Control) -> bytes:
         # No `id:` line: a control message must not move the client's Last-Event-ID.
@@ -158,6 +173,13 @@ class SSEEncoder(_Framing):
         as an event with empty data in clients that yield every block.
         """
         return b"retry: %d\n" % retry_ms
+
+
+def _envelope_body(event: Event) -> bytes:
+    """A multi-topic SSE frame after its `id:` line (`event:` unless `message`, `data:` the envelope). Cached."""
+    event_line = b"" if event.type == "message" else b"event: " + event.type.encode() + b"\n"
+    body = event.envelope_frame = event_line + b"data: " + _ndjson_line(event)[:-1] + b"\n\n"
+    return body
 
 
 class NDJSONEncoder(_Framing):

@@ -58,6 +58,8 @@ class EventStream(Response):
     ) -> None:
         self.sub = sub
         self.encoder = encoder
+        #: A multi-topic SSE stream's direct write in two parts (`SSEEncoder.chunk_parts`), else None.
+        self.parts = encoder.chunk_parts if getattr(encoder, "cursor", None) is not None else None  # type: ignore[attr-defined]
         self.monitor = monitor
         self.replay = replay
         self.opening = opening
@@ -208,7 +210,10 @@ class EventStream(Response):
         """The `Sink` fast path: write `items` as one HTTP chunk now if the socket has nothing pending."""
         connection: Connection = self._connection  # type: ignore[assignment]  # set: a sink has one
         if len(items) == 1 and type(items[0]) is Event:
-            wrote = connection.try_write_framed(self.encoder.chunk(items[0]))  # framed once for all
+            if self.parts is not None:  # a multi-topic SSE stream: its own `id:` head, the shared rest
+                wrote = connection.try_write_parts(self.parts(items[0]))
+            else:
+                wrote = connection.try_write_framed(self.encoder.chunk(items[0]))  # framed once for all
         elif connection.busy():  # before encoding: a full queue offered to a stuck socket stays cheap
             return False
         else:
