@@ -9,6 +9,8 @@ import pytest
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from broadcaster._event import Control, Event
+from broadcaster._ids import StreamCursor, format_id
+from broadcaster.http._uvicorn import http_chunk
 from broadcaster.http.streams.encoders import NDJSONEncoder, SSEEncoder
 
 SSE = SSEEncoder()
@@ -342,3 +344,17 @@ def test_encoder_batch_order_as_read_by_clients():
     lines = [orjson.loads(line) for line in NDJSON.encode(items).splitlines()]
     assert [line.get("id", line.get("control")) for line in lines] == ["1-1", "gap", "1-4", "1-5", "live", "1-6"]
     assert [line["data"] for line in lines if "data" in line] == [1, 4, 5, 6]
+
+
+def test_encoders_multi_topic_chunk_parts_are_the_framed_chunk():
+    """The two-part direct write of a multi-topic SSE stream is byte for byte the chunk of its frame."""
+    events = [
+        Event(topic, format_id(topic, "0badcafe", n), kind, b'{"n":%d}' % n, 1700000000000)
+        for n, (topic, kind) in enumerate([("a", "message"), ("b", "reading"), ("a", "message")], start=1)
+    ]
+    parts = SSEEncoder(envelope=True, cursor=StreamCursor(1700000000000, 64))
+    frames = SSEEncoder(envelope=True, cursor=StreamCursor(1700000000000, 64))
+    for event in events:
+        head, tail = parts.chunk_parts(event)
+        assert head + tail == http_chunk(frames._envelope_frame(event))
+        assert tail is parts.chunk_parts(event)[1], "the tail is shared, built once per event"
