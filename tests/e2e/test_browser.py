@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -52,15 +54,18 @@ source.addEventListener("reset", (e) => report({kind: "reset", ...JSON.parse(e.d
 @contextlib.contextmanager
 def headless_chromium(url: str) -> Iterator[subprocess.Popen[bytes]]:
     binary = chromium_binary()
-    with tempfile.TemporaryDirectory(prefix="broadcaster-chromium-") as profile:
+    # Chromium's helper processes may still write to the profile as it goes: kill the whole
+    # group, and let a straggler's last file not fail the test (the directory is a temp one).
+    with tempfile.TemporaryDirectory(prefix="broadcaster-chromium-", ignore_cleanup_errors=True) as profile:
         args = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
         args += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
         args += ["--disable-dev-shm-usage", f"--user-data-dir={profile}", url]
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             yield process
         finally:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
 
 
