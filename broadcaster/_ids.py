@@ -22,6 +22,7 @@ nothing since then, so a resume replays its events from `base_ms` on.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -198,6 +199,35 @@ class StreamCursor:
         return (self._head + b",".join(self._parts)).decode()
 
 
+class Break(enum.Enum):
+    """How a topic's history fails to continue from a position (`history_break`)."""
+
+    #: The position's epoch is not the history's: the history it belongs to was lost or replaced.
+    LOST = "lost"
+    #: Newer than anything published in the epoch: the history went backwards.
+    AHEAD = "ahead"
+    #: Events right after the position are no longer retained (trimmed by count or age).
+    TRIMMED = "trimmed"
+
+
+def history_break(position: Position, epoch: str | None, last: int, first: int | None) -> Break | None:
+    """Whether a history continues from `position`, the one rule every reader of a history applies.
+
+    `epoch` and `last` are the history's (`HistoryPage`: None if the backend knows nothing of the
+    topic; the newest seq ever published in it), `first` the seq of the first retained event
+    after the position (None if none). Seqs have no gap within an epoch, so this is exact. A
+    position at seq 0 has seen nothing, so no history change loses anything of it.
+    """
+    at_epoch, seq = position
+    if epoch != at_epoch:
+        return Break.LOST if seq else None
+    if seq > last:
+        return Break.AHEAD
+    if seq < last and (last + 1 if first is None else first) != seq + 1:
+        return Break.TRIMMED
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryStart:
     """Where a history download starts: after `seq` of `epoch`."""
@@ -207,14 +237,15 @@ class HistoryStart:
 
     def lost(self, epoch: str | None, last: int, first_events: list[Event]) -> str | None:
         """Why events after this point are missing from the history, or None if none are."""
-        if epoch != self.epoch:
-            return "the history this id belongs to was lost; the download starts at the current history"
-        if self.seq > last:
-            return "the id is newer than any event published in this history: the history was lost"
-        first = first_events[0].seq if first_events else last + 1
-        if first != self.seq + 1 and self.seq < last:
-            return "events after `after` are no longer retained"
-        return None
+        first = first_events[0].seq if first_events else None
+        return _DOWNLOAD_REASONS.get(history_break((self.epoch, self.seq), epoch, last, first))
+
+
+_DOWNLOAD_REASONS: dict[Break | None, str] = {
+    Break.LOST: "the history this id belongs to was lost; the download starts at the current history",
+    Break.AHEAD: "the id is newer than any event published in this history: the history was lost",
+    Break.TRIMMED: "events after `after` are no longer retained",
+}
 
 
 def history_start(topic: str, after: str | None) -> HistoryStart | None:

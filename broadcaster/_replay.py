@@ -34,7 +34,7 @@ from typing import Any
 from ._event import Control, Event
 from ._exceptions import BackendUnavailable
 from ._hub import Hub
-from ._ids import Cursor, Position, StreamCursor, format_id
+from ._ids import Break, Cursor, Position, StreamCursor, format_id, history_break
 from ._subscription import Item, Subscription
 from ._topics import is_pattern
 from .backends import HistoryPage
@@ -48,6 +48,7 @@ _NEWER = "the resume point is newer than any event published in this history: th
 _OLDER = "the resume point is older than the retained history; events after it were lost"
 _LEGACY = "the resume point is an id of an older server version; the history cannot be matched"
 _UNTRACKED = "the resume point carries no position of this topic (too many topics in one stream)"
+_REASONS: dict[Break | None, str] = {Break.LOST: _LOST, Break.AHEAD: _NEWER, Break.TRIMMED: _OLDER}
 
 
 class _Topic:
@@ -183,16 +184,14 @@ class Replay:
             reason = _UNTRACKED if page.events else None
             page = HistoryPage([], page.epoch, page.last)  # nothing to replay: live from here
         elif position is not None:
-            epoch, seq = position
-            if page.epoch != epoch:
-                reason = _LOST if seq else None
+            first = page.events[0].seq if page.events else None
+            broken = history_break(position, page.epoch, page.last, first)
+            reason = _REASONS.get(broken)
+            if page.epoch != position[0]:
                 # Another history: the client saw none of it. Replay what it retains.
                 page = await self.hub.history(topic, limit=self.page_size)
-            elif seq > page.last:
-                reason = _NEWER  # the history went backwards: what follows its newest event is new
+            elif broken is Break.AHEAD:  # the history went backwards: what follows its newest event is new
                 page = HistoryPage([], page.epoch, page.last)
-            elif (page.events[0].seq if page.events else page.last + 1) != seq + 1 and seq < page.last:
-                reason = _OLDER
         if page.epoch is not None:
             part.epoch = page.epoch
             part.upper = page.last

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broadcaster import InvalidEventId
-from broadcaster._ids import StreamCursor, format_id, parse_cursor, parse_event_id, topic_tag
+from broadcaster._ids import Break, StreamCursor, format_id, history_break, parse_cursor, parse_event_id, topic_tag
 
 
 def test_ids_carry_topic_tag_epoch_and_seq():
@@ -58,3 +58,20 @@ def test_ids_stream_cursor_place_and_forget_a_topic():
     assert parsed.position("a") == ("00000002", 7) and parsed.position("c") == ("00000001", 1)
     cursor.forget("nowhere")  # a topic it never held: nothing changes
     assert cursor.text() == text.decode()
+
+
+@pytest.mark.parametrize(
+    ("position", "epoch", "last", "first", "expected"),
+    [
+        (("e1", 5), "e1", 9, 6, None),  # continues: the next retained event is seq 6
+        (("e1", 9), "e1", 9, None, None),  # at the newest event: nothing after it, nothing lost
+        (("e1", 5), "e1", 9, 8, Break.TRIMMED),  # 6 and 7 were cut
+        (("e1", 5), "e1", 9, None, Break.TRIMMED),  # everything after 5 expired
+        (("e1", 12), "e1", 9, None, Break.AHEAD),  # newer than the history: it went backwards
+        (("e1", 5), "e2", 3, 1, Break.LOST),  # another epoch
+        (("e1", 5), None, 0, None, Break.LOST),  # the backend knows nothing of the topic any more
+        (("e1", 0), "e2", 3, 1, None),  # a position before any event has seen nothing to lose
+    ],
+)
+def test_ids_history_break_is_exact(position, epoch, last, first, expected):
+    assert history_break(position, epoch, last, first) is expected

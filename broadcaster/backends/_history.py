@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from .._event import Control, Event
+from .._ids import Break, history_break
 from .base import Backend, HistoryPage
 
 #: Events per history read when paging through a topic (downloads, catch-up after an outage).
@@ -71,17 +72,18 @@ async def read_missed(backend: Backend, topic: str, last: Event | None, since_ms
             missed.events.extend(page.events)
         return missed
     replaced = False
+    first_page = True
     async for page in history_pages(backend, topic, after=last.seq):
-        if not missed.events:
-            lost = _lost_since(last, page)
-            if lost is not None:
-                if page.epoch == last.epoch:
+        if first_page:
+            first_page = False
+            broken = history_break((last.epoch, last.seq), page.epoch, page.last, _first_seq(page))
+            if broken is Break.LOST or broken is Break.AHEAD:
+                if broken is Break.AHEAD:
                     await backend.new_epoch(topic, last.epoch)  # it went backwards
-                else:
-                    replaced = page.epoch is not None
-                missed.controls.append(lost)
+                replaced = page.epoch is not None and broken is Break.LOST
+                missed.controls.append(_reset(last, broken))
                 break
-            if page.events and page.events[0].seq != last.seq + 1:
+            if broken is Break.TRIMMED:
                 reason = "events were trimmed from history while live delivery was interrupted"
                 missed.controls.append(Control("gap", {"reason": reason}))
         missed.events.extend(page.events)
@@ -92,14 +94,16 @@ async def read_missed(backend: Backend, topic: str, last: Event | None, since_ms
     return missed
 
 
-def _lost_since(last: Event, page: HistoryPage) -> Control | None:
-    """A `reset` if the history no longer continues from `last` (lost, replaced, or gone backwards)."""
-    if page.epoch == last.epoch and page.last >= last.seq:
-        return None
+def _first_seq(page: HistoryPage) -> int | None:
+    return page.events[0].seq if page.events else None
+
+
+def _reset(last: Event, broken: Break) -> Control:
+    """The `reset` for a history that no longer continues from `last` (lost or replaced, or gone backwards)."""
     reason = (
         "the history went backwards while live delivery was interrupted (a failover to a replica that lagged?); "
         "events after the last delivered were lost"
-        if page.epoch == last.epoch
+        if broken is Break.AHEAD
         else "the history was lost while live delivery was interrupted (the backend restarted empty or was replaced)"
     )
     return Control("reset", {"reason": reason, "last_event_id": last.id, "topics": [last.topic]})
