@@ -37,12 +37,12 @@ async def _lag_behind(url: str, topic: str, keep: int) -> None:
     """Cut `topic`'s history back to its first `keep` events, as a replica that lagged holds it."""
     client = _commands(url)
     try:
-        await client.xtrim(f"broadcaster:stream:{{{topic}}}", minid=f"{keep + 1}", approximate=False)  # keeps >=
-        entries = await client.xrange(f"broadcaster:stream:{{{topic}}}")
-        for entry_id, _ in entries:
-            if int(entry_id.decode().partition("-")[0]) > keep:
-                await client.xdel(f"broadcaster:stream:{{{topic}}}", entry_id)
+        stream = f"broadcaster:stream:{{{topic}}}"
+        for entry_id, _ in await client.xrange(stream):
+            if int(entry_id.decode().partition("-")[0]) > keep:  # entry ids are `<seq>-<ms>`
+                await client.xdel(stream, entry_id)
         await client.hset(f"broadcaster:meta:{{{topic}}}", "n", keep)
+        assert await client.xlen(stream) == keep, "the replica holds the first events"
     finally:
         await client.aclose()
 

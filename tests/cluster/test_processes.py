@@ -42,7 +42,10 @@ def _on_three_masters(prefix: str) -> list[str]:
     return [found[k] for k in sorted(found)]
 
 
-async def _ndjson_events(stream: httpx.Response, count: int) -> list[dict[str, object]]:
+async def _ndjson_events(
+    stream: httpx.Response, count: int, controls: list[str] | None = None
+) -> list[dict[str, object]]:
+    """The first `count` events; the control messages met on the way go to `controls`."""
     out = []
     lines = stream.aiter_lines()
     async with asyncio.timeout(10):
@@ -50,6 +53,8 @@ async def _ndjson_events(stream: httpx.Response, count: int) -> list[dict[str, o
             line = orjson.loads(await anext(lines))
             if "control" not in line:
                 out.append(line)
+            elif controls is not None:
+                controls.append(str(line["control"]))
     return out
 
 
@@ -80,8 +85,10 @@ async def test_cluster_multi_topic_stream_across_shards_and_resume_from_its_last
         ]
         # Resume on the other process after the fourth event: exactly the five after it, each topic in order.
         resume = [*params, ("last_event_id", cursors[3]), ("format", "ndjson")]
+        controls: list[str] = []
         async with client.stream("GET", f"{a.url}/events", params=resume) as stream:
-            again = await _ndjson_events(stream, 5)
+            again = await _ndjson_events(stream, 5, controls)
+        assert "reset" not in controls, controls
         assert sorted(e["id"] for e in again) == sorted(published[4:])
         for topic in topics:
             assert [e["id"] for e in again if e["topic"] == topic] == [
