@@ -99,7 +99,7 @@ class Replay:
         self.floors: dict[str, Position] = {}
         self._topics: list[_Topic] = []
         self._resets: list[Control] = []
-        #: A multi-topic stream's starting cursor (`_ids.StreamCursor.text()`): `live` carries it.
+        #: A multi-topic stream's starting cursor, as `prepare` leaves `stream_cursor`: `live` carries it.
         self.cursor: str | None = None
         #: A multi-topic stream's own cursor: `prepare` moves the topics it resets to where their
         #: history stands, so the next resume does not announce the same loss again.

@@ -160,11 +160,9 @@ async def open_stream(
                 replay = DeepReplay(hub, archive.catalog, request.selectors, after=request.after)
             else:
                 replay = Replay(hub, request.selectors, after=request.after, tail=tail)
-            if cursor is not None:
-                # `live` says where the stream starts (NDJSON clients build on it); the replay moves
-                # the topics it resets, so that the next resume does not announce the same loss.
-                replay.stream_cursor = cursor
-                replay.cursor = cursor.text()
+            # `live` says where the stream starts (NDJSON clients build on it); the replay moves the
+            # topics it resets, so that the next resume does not announce the same loss.
+            replay.stream_cursor = cursor
             try:
                 await replay.prepare()
             except BackendUnavailable:
