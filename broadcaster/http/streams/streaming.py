@@ -34,7 +34,7 @@ from ..._replay import Opening, Replay
 from ..._subscription import Item, Subscription
 from .._uvicorn import Connection, connection_of
 from ..gate import Deadline
-from .encoders import Encoder
+from .encoders import Encoder, SSEEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class EventStream(Response):
         self.sub = sub
         self.encoder = encoder
         #: A multi-topic SSE stream's direct write in two parts (`SSEEncoder.chunk_parts`), else None.
-        self.parts = encoder.chunk_parts if getattr(encoder, "cursor", None) is not None else None  # type: ignore[attr-defined]
+        self.parts = encoder.chunk_parts if isinstance(encoder, SSEEncoder) and encoder.cursor is not None else None
         self.monitor = monitor
         self.replay = replay
         self.opening = opening
